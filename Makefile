@@ -1,0 +1,33 @@
+# The two commands of the README: `make demo` and `make test`. Each builds its
+# own virtual environment with the machine's python3 on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export BENTOML_DO_NOT_TRACK := true
+export RAY_USAGE_STATS_ENABLED := 0
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-cli: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[cli]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed-cli
+
+demo: $(VENV)/.installed-cli
+	$(BIN)/mlf-middleware demo
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check mlf_middleware integrations tests benchmarks examples
+
+clean:
+	rm -rf $(VENV) mlf_demo.db mlf_demo.db-wal mlf_demo.db-shm

@@ -1,0 +1,606 @@
+"""The Recorder: the one door on the caller's side, and the default recorder.
+
+Every prediction and actual enters through ``Recorder.record`` or
+``Recorder.record_actual`` (``log_predictions`` and ``log_actuals`` use them
+too). On the caller's thread, in this order: the data_id from the raw
+features, sampling from the data_id, redaction, one encoding, the size cap,
+and the hand-off to each sink's channel. Nothing there waits on a sink or
+raises into the caller.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import weakref
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from . import hashing
+from ._channel import Channel, RateLimitedLog
+from .config import env_flag, env_float, env_str
+from .exceptions import ConfigError, InvalidRecord, MLFError
+from .records import (
+    SCHEMA_VERSION,
+    Actual,
+    Prediction,
+    check_prediction_data,
+    new_record_id,
+    utc,
+)
+from .sinks import open_sink, resolve_url, sink_name
+
+__all__ = [
+    "Recorder",
+    "configure",
+    "get_client",
+    "get_recorder",
+    "log_actual",
+    "log_actuals",
+    "log_predictions",
+]
+
+log = logging.getLogger(__name__)
+warn = RateLimitedLog(log)
+
+REDACTED = "[REDACTED]"
+_OVERFLOW = ("drop_newest", "drop_oldest")
+
+_live: weakref.WeakSet[Recorder] = weakref.WeakSet()
+
+
+def _positive(name: str, value: float, *, integer: bool = False) -> None:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+
+
+class Recorder:
+    """Record predictions and actuals to one or more sinks in the background.
+
+    Args:
+        sink: a sink object, a sink URL, or a list of them; None means
+            ``MLF_SINK``, else ``sqlite:///mlf_predictions.db``.
+        model_version_fqn: default model name stamped on records without one.
+        sample_rate: share of data_ids kept (0 to 1), decided from the data_id
+            so a kept prediction always keeps its actual.
+        redact: feature paths (``"user.email"``) replaced by ``[REDACTED]``
+            before encoding; a path starting ``raw_data.`` applies to raw_data.
+        batch_size: records per sink write.
+        max_delay: seconds a record may wait for its batch to fill.
+        max_queue_records, max_queue_bytes: bounds of each sink's queue.
+        max_record_bytes: larger encoded records are dropped (``too_large``).
+        overflow: what a full queue does: ``drop_newest`` (default) or
+            ``drop_oldest``; both are counted as ``queue_full``.
+        flush_timeout: default seconds for flush/close; None means
+            ``MLF_FLUSH_TIMEOUT``, else 5.
+        enabled: False records nothing; None means not ``MLF_DISABLED``.
+        clock: returns the time stamped on records (tests use a fixed one).
+    """
+
+    def __init__(
+        self,
+        sink: Any = None,
+        *,
+        model_version_fqn: str | None = None,
+        sample_rate: float = 1.0,
+        redact: Iterable[str] = (),
+        batch_size: int = 512,
+        max_delay: float = 0.2,
+        max_queue_records: int = 100_000,
+        max_queue_bytes: int = 64 * 1024 * 1024,
+        max_record_bytes: int = 1024 * 1024,
+        overflow: str = "drop_newest",
+        flush_timeout: float | None = None,
+        enabled: bool | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._options = _check_options(locals())
+        self.model_version_fqn = model_version_fqn
+        self.sample_rate = float(sample_rate)
+        self._redact = _parse_paths(redact)
+        self._max_record_bytes = max_record_bytes
+        self._flush_timeout = (
+            env_float("MLF_FLUSH_TIMEOUT")
+            if flush_timeout is None
+            else flush_timeout
+        )
+        self._clock = clock
+        self._enabled = not env_flag("MLF_DISABLED") if enabled is None else enabled
+        self._sink_specs = _sink_specs(sink)
+        self._channels = self._open_channels()
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._closed = False
+        _live.add(self)
+
+    def _open_channels(self) -> list[Channel]:
+        channels: list[Channel] = []
+        names: Counter[str] = Counter()
+        for spec in self._sink_specs:
+            sink = open_sink(spec) if isinstance(spec, str) else spec
+            name = sink_name(sink)
+            names[name] += 1
+            if names[name] > 1:
+                name = f"{name}#{names[name]}"
+            channels.append(
+                Channel(
+                    sink,
+                    name=name,
+                    batch_size=self._options["batch_size"],
+                    max_delay=self._options["max_delay"],
+                    max_queue_records=self._options["max_queue_records"],
+                    max_queue_bytes=self._options["max_queue_bytes"],
+                    overflow=self._options["overflow"],
+                )
+            )
+        return channels
+
+    @property
+    def enabled(self) -> bool:
+        """False when capture is off (``MLF_DISABLED``) or after close()."""
+        return self._enabled and not self._closed
+
+    @property
+    def sinks(self) -> list[Any]:
+        """The sink objects, in the order given."""
+        return [channel.sink for channel in self._channels]
+
+    # -- pickling: configuration only ----------------------------------------
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        options = {
+            k: v for k, v in self._options.items() if k not in ("sink", "self")
+        }
+        return (_rebuild, (self._sink_specs, options))
+
+    def __repr__(self) -> str:
+        names = ", ".join(channel.name for channel in self._channels)
+        return f"<Recorder sinks=[{names}] enabled={self.enabled}>"
+
+    # -- the door ------------------------------------------------------------
+
+    def record(
+        self,
+        features: Any,
+        prediction_data: Mapping[str, Any],
+        *,
+        data_id: str | None = None,
+        occurred_at: datetime | None = None,
+        raw_data: Mapping[str, Any] | None = None,
+        model_version_fqn: str | None = None,
+        latency_ms: float | None = None,
+        actual_value: Any = None,
+        redact: Sequence[str] = (),
+    ) -> str | None:
+        """Record one prediction row; return its data_id. Never raises.
+
+        With ``data_id=None`` the id is the canonical hash of the raw
+        features. The id is returned also when sampling leaves the row out;
+        None means the row could not be recorded (logged and counted).
+        """
+        if not self._enabled:
+            return None
+        self._count("captured")
+
+        try:
+            tree = hashing.normalize(features, path="features")
+            if not isinstance(tree, dict):
+                raise InvalidRecord("features must be a mapping")
+            if data_id is None:
+                data_id = hashing.data_id_of_normalized(tree)
+            elif not isinstance(data_id, str) or not data_id:
+                raise InvalidRecord("data_id must be a non-empty string")
+            if not self._keep(data_id):
+                self._count("sampled_out")
+                return data_id
+            check_prediction_data(prediction_data)
+            wire = {
+                "type": "prediction",
+                "schema": SCHEMA_VERSION,
+                "record_id": new_record_id(),
+                "data_id": data_id,
+                "model_version_fqn": model_version_fqn
+                or self.model_version_fqn,
+                "occurred_at": self._stamp(occurred_at),
+                "features": tree,
+                "prediction_data": prediction_data,
+                "raw_data": raw_data,
+                "latency_ms": latency_ms,
+                "actual_value": actual_value,
+            }
+            self._encode_and_offer(wire, redact)
+            if actual_value is not None:
+                self._offer_actual(data_id, actual_value, occurred_at, wire)
+        except Exception as exc:  # ours, or a user's value failing to convert
+            self._drop_invalid(exc)
+            return None
+
+        return data_id
+
+    def record_actual(
+        self,
+        data_id: str,
+        value: Any,
+        *,
+        occurred_at: datetime | None = None,
+        model_version_fqn: str | None = None,
+    ) -> bool:
+        """Record the true outcome for ``data_id``; never raises."""
+        if not self._enabled:
+            return False
+        self._count("captured")
+
+        try:
+            if not isinstance(data_id, str) or not data_id:
+                raise InvalidRecord("data_id must be a non-empty string")
+            if not self._keep(data_id):
+                self._count("sampled_out")
+                return True
+            wire = {
+                "type": "actual",
+                "schema": SCHEMA_VERSION,
+                "record_id": new_record_id(),
+                "data_id": data_id,
+                "model_version_fqn": model_version_fqn
+                or self.model_version_fqn,
+                "occurred_at": self._stamp(occurred_at),
+                "value": value,
+            }
+            self._encode_and_offer(wire, ())
+        except Exception as exc:
+            self._drop_invalid(exc)
+            return False
+
+        return True
+
+    def _offer_actual(
+        self, data_id: str, value: Any, occurred_at: Any, wire: dict
+    ) -> None:
+        self._count("captured")
+        actual = {
+            "type": "actual",
+            "schema": SCHEMA_VERSION,
+            "record_id": new_record_id(),
+            "data_id": data_id,
+            "model_version_fqn": wire["model_version_fqn"],
+            "occurred_at": wire["occurred_at"],
+            "value": value,
+        }
+        self._encode_and_offer(actual, ())
+
+    def _stamp(self, occurred_at: datetime | None) -> str:
+        if occurred_at is None and self._clock is not None:
+            occurred_at = self._clock()
+        return hashing.format_timestamp(utc(occurred_at))
+
+    def _keep(self, data_id: str) -> bool:
+        rate = self.sample_rate
+        if rate >= 1.0:
+            return True
+
+        return zlib.crc32(data_id.encode("utf-8")) < rate * 2**32
+
+    def _encode_and_offer(self, wire: dict[str, Any], redact: Sequence[str]) -> None:
+        paths = self._redact + _parse_paths(redact) if redact else self._redact
+        if paths:
+            _apply_redaction(wire, paths)
+        for key in ("prediction_data", "raw_data", "actual_value", "value"):
+            if key in wire and wire[key] is not None:
+                wire[key] = hashing.normalize(wire[key], path=key)
+        data = hashing.dumps(wire)
+
+        if len(data) > self._max_record_bytes:
+            self._count("too_large")
+            warn.warning(
+                "too_large",
+                "record %s dropped: %d bytes is over max_record_bytes",
+                wire["data_id"],
+                len(data),
+            )
+            return
+        for channel in self._channels:
+            channel.offer(data)
+
+    def _drop_invalid(self, exc: BaseException) -> None:
+        self._count("invalid")
+        warn.warning(
+            f"invalid:{type(exc).__name__}",
+            "record not kept: %s: %s",
+            type(exc).__name__,
+            _safe_reason(exc),
+        )
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self._counts[key] += 1
+
+    # -- mlfoundry's call shape ------------------------------------------------
+
+    def log_predictions(
+        self,
+        predictions: Iterable[Prediction],
+        *,
+        model_version_fqn: str | None = None,
+    ) -> list[str]:
+        """Queue ``Prediction`` objects; return the data_ids kept."""
+        ids: list[str] = []
+        for prediction in _records_of(predictions, Prediction, "predictions"):
+            kept = self._log_prediction(prediction, model_version_fqn)
+            if kept is not None:
+                ids.append(kept)
+        return ids
+
+    def _log_prediction(
+        self, p: Prediction, model_version_fqn: str | None
+    ) -> str | None:
+        if not self._enabled:
+            return None
+        self._count("captured")
+
+        try:
+            if not self._keep(p.data_id):
+                self._count("sampled_out")
+                return p.data_id
+            wire = p.to_wire()
+            wire["features"] = hashing.normalize(p.features, path="features")
+            wire["occurred_at"] = hashing.format_timestamp(p.occurred_at)
+            wire["model_version_fqn"] = (
+                p.model_version_fqn or model_version_fqn or self.model_version_fqn
+            )
+            self._encode_and_offer(wire, ())
+            if p.actual_value is not None:
+                self._offer_actual(p.data_id, p.actual_value, None, wire)
+        except Exception as exc:
+            self._drop_invalid(exc)
+            return None
+
+        return p.data_id
+
+    def log_actuals(
+        self,
+        actuals: Iterable[Actual],
+        *,
+        model_version_fqn: str | None = None,
+    ) -> int:
+        """Queue ``Actual`` objects; return how many were kept."""
+        kept = 0
+        for actual in _records_of(actuals, Actual, "actuals"):
+            kept += self.record_actual(
+                actual.data_id,
+                actual.value,
+                occurred_at=actual.occurred_at,
+                model_version_fqn=actual.model_version_fqn or model_version_fqn,
+            )
+        return kept
+
+    def log_actual(self, data_id: str, value: Any) -> bool:
+        """Queue one actual for ``data_id``."""
+        return self.record_actual(data_id, value)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def _deadline(self, timeout: float | None) -> float:
+        if timeout is None:
+            timeout = self._flush_timeout
+        return time.monotonic() + max(0.0, float(timeout))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every record accepted before the call is written.
+
+        ``timeout=None`` means the configured default, never forever. Return
+        False when the deadline passed first.
+        """
+        deadline = self._deadline(timeout)
+        done = True
+        for channel in self._channels:
+            done = channel.flush(deadline) and done
+        return done
+
+    def close(self, timeout: float | None = None) -> dict[str, Any]:
+        """Flush within ``timeout``, stop the workers, return final stats().
+
+        Idempotent; records offered afterwards are counted as dropped
+        (``closed``), never raised.
+        """
+        deadline = self._deadline(timeout)
+        with self._lock:
+            self._closed = True
+        for channel in self._channels:
+            channel.close(deadline)
+
+        return self.stats()
+
+    def stats(self) -> dict[str, Any]:
+        """Return the delivery figures, in total and per sink."""
+        with self._lock:
+            counts = dict(self._counts)
+        per_sink = {c.name: c.stats() for c in self._channels}
+        local = {
+            k: counts.get(k, 0) for k in ("invalid", "too_large") if counts.get(k)
+        }
+        by_reason: Counter[str] = Counter(local)
+        for figures in per_sink.values():
+            by_reason.update(figures["dropped_by_reason"])
+
+        total = {
+            key: sum(s[key] for s in per_sink.values())
+            for key in (
+                "written",
+                "rejected",
+                "failed_writes",
+                "retries",
+                "spooled",
+                "queue_size",
+            )
+        }
+        return {
+            "captured": counts.get("captured", 0),
+            "sampled_out": counts.get("sampled_out", 0),
+            **total,
+            "dropped": sum(by_reason.values()),
+            "dropped_by_reason": dict(by_reason),
+            "sinks": per_sink,
+        }
+
+
+def _rebuild(specs: list[Any], options: dict[str, Any]) -> Recorder:
+    return Recorder(specs if len(specs) != 1 else specs[0], **options)
+
+
+def _check_options(given: dict[str, Any]) -> dict[str, Any]:
+    """Validate the constructor's options; return them for pickling."""
+    options = {k: v for k, v in given.items() if k != "self"}
+    rate = options["sample_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        raise ConfigError(f"sample_rate must be a number, got {rate!r}")
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"sample_rate must be between 0 and 1, got {rate!r}")
+    for name in ("batch_size", "max_queue_records", "max_queue_bytes"):
+        _positive(name, options[name], integer=True)
+    _positive("max_record_bytes", options["max_record_bytes"], integer=True)
+    _positive("max_delay", options["max_delay"])
+    if options["flush_timeout"] is not None:
+        _positive("flush_timeout", options["flush_timeout"])
+    if options["overflow"] not in _OVERFLOW:
+        raise ConfigError(
+            f"overflow must be one of {', '.join(_OVERFLOW)}, "
+            f"got {options['overflow']!r}"
+        )
+    mvf = options["model_version_fqn"]
+    if mvf is not None and not isinstance(mvf, str):
+        raise ConfigError("model_version_fqn must be a string or None")
+    options["redact"] = tuple(options["redact"])
+    _parse_paths(options["redact"])
+
+    return options
+
+
+def _sink_specs(sink: Any) -> list[Any]:
+    if sink is None:
+        sink = [s.strip() for s in (env_str("MLF_SINK") or "").split(",")]
+    if isinstance(sink, str) or not isinstance(sink, Sequence):
+        sink = [sink]
+    specs = [s for s in sink if s != ""]
+    if not specs:
+        raise ConfigError("sink: no sink given")
+    # Resolve relative paths now, so a copy unpickled elsewhere writes here.
+    return [resolve_url(s) if isinstance(s, str) else s for s in specs]
+
+
+def _parse_paths(paths: Iterable[str]) -> tuple[tuple[str, ...], ...]:
+    if isinstance(paths, str):
+        raise ConfigError("redact must be a list of paths, not one string")
+    parsed = []
+    for path in paths:
+        if not isinstance(path, str) or not path or "" in path.split("."):
+            raise ConfigError(f"redact: bad path {path!r}")
+        parts = tuple(path.split("."))
+        if parts[0] != "raw_data":
+            parts = ("features", *parts)
+        parsed.append(parts)
+    return tuple(parsed)
+
+
+def _apply_redaction(wire: dict[str, Any], paths: Iterable[tuple[str, ...]]) -> None:
+    """Replace each path's value, copying the dicts on the way (never the caller's)."""
+    for path in paths:
+        node: Any = wire
+        for depth, key in enumerate(path):
+            if not isinstance(node, dict) or key not in node:
+                break
+            if depth == len(path) - 1:
+                node[key] = REDACTED
+                break
+            child = node[key]
+            if isinstance(child, Mapping):
+                child = dict(child)
+                node[key] = child
+            node = child
+
+
+def _records_of(items: Any, kind: type, name: str) -> list[Any]:
+    if isinstance(items, kind):
+        items = [items]
+    try:
+        records = list(items)
+    except TypeError:
+        raise InvalidRecord(f"{name} must be a list of {kind.__name__}") from None
+    for item in records:
+        if not isinstance(item, kind):
+            raise InvalidRecord(
+                f"{name} must hold {kind.__name__} objects, "
+                f"not {type(item).__name__}"
+            )
+    return records
+
+
+def _safe_reason(exc: BaseException) -> str:
+    """The error's message, trimmed: our messages name fields, not values."""
+    return str(exc)[:200] if isinstance(exc, MLFError) else "conversion failed"
+
+
+# -- the process-wide default recorder -----------------------------------------
+
+_default: Recorder | None = None
+_default_lock = threading.Lock()
+
+
+def configure(sink: Any = None, **options: Any) -> Recorder:
+    """Build the default recorder (closing the previous one) and return it."""
+    global _default
+    recorder = Recorder(sink, **options)
+    with _default_lock:
+        previous, _default = _default, recorder
+    if previous is not None:
+        previous.close()
+    return recorder
+
+
+def get_recorder() -> Recorder:
+    """Return the default recorder, building it from the environment if needed."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Recorder()
+        return _default
+
+
+def get_client() -> Recorder:
+    """Return the default recorder (mlfoundry's ``get_client`` call shape)."""
+    return get_recorder()
+
+
+def log_predictions(
+    predictions: Iterable[Prediction], *, model_version_fqn: str | None = None
+) -> list[str]:
+    """Queue predictions on the default recorder."""
+    return get_recorder().log_predictions(
+        predictions, model_version_fqn=model_version_fqn
+    )
+
+
+def log_actuals(
+    actuals: Iterable[Actual], *, model_version_fqn: str | None = None
+) -> int:
+    """Queue actuals on the default recorder."""
+    return get_recorder().log_actuals(actuals, model_version_fqn=model_version_fqn)
+
+
+def log_actual(data_id: str, value: Any) -> bool:
+    """Queue one actual on the default recorder."""
+    return get_recorder().log_actual(data_id, value)
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    for recorder in list(_live):
+        try:
+            recorder.close()
+        except Exception:
+            log.exception("closing a recorder at exit failed")
