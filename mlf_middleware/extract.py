@@ -1,0 +1,478 @@
+"""Turn the shapes users send and return into rows of features and outputs.
+
+Shared by the decorator, the middleware and the framework adapters, so a shape
+understood in one place is understood everywhere. Nothing here normalises
+values (the recorder does that once); it only splits calls and bodies into one
+features mapping and one ``prediction_data`` mapping per row. numpy and pandas
+are never imported here: a value can only be an array or a DataFrame if the
+application already imported them, so they are looked up in ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from numbers import Real
+from typing import Any
+
+from mlf_middleware.exceptions import InvalidRecord
+
+__all__ = [
+    "outputs_from_body",
+    "prediction_data",
+    "rows_from_body",
+]
+
+# Keys that may sit beside an envelope key without making it a plain row.
+_ENVELOPE_EXTRAS = frozenset({"signature_name", "params", "parameters"})
+_ROW_ENVELOPES = (
+    "instances",
+    "inputs",
+    "dataframe_split",
+    "dataframe_records",
+    "features",
+)
+_VALUE_KEYS = ("value", "prediction", "label")
+_PROBABILITY_KEYS = ("probabilities", "scores")
+
+Row = dict[str, Any]
+PredictionData = dict[str, Any]
+
+
+# --------------------------------------------------------------------------
+# Request and response bodies (parsed JSON)
+# --------------------------------------------------------------------------
+
+
+def rows_from_body(
+    body: Any, *, feature_names: Sequence[str] | None = None
+) -> list[Row]:
+    """Map a parsed JSON request body to rows of features.
+
+    ``{...}`` is one row; ``[{...}, ...]`` and ``[[...], ...]`` are rows; a
+    list of numbers is one row. Envelopes, alone in their object or beside
+    ``signature_name`` / ``params`` / ``parameters``: ``{"instances": [...]}``
+    and ``{"inputs": [...]}`` give one row per item (an item that is a list
+    is named by ``feature_names``, else ``f0``, ``f1``, ...; a bare scalar is
+    a one-column row); ``{"inputs": {"col": [...]}}`` is columnar;
+    ``{"dataframe_split": {"columns": [...], "data": [[...]]}}`` and
+    ``{"dataframe_records": [...]}`` are rows; ``{"features": {...}}`` is
+    one row. Raise InvalidRecord naming the problem for anything else.
+    """
+    if isinstance(body, Mapping):
+        return _rows_from_object(body, feature_names)
+
+    if isinstance(body, list):
+        rows = _rows_from_sequence(body, feature_names, "request body")
+        if rows is None:
+            raise InvalidRecord(
+                "request body: a JSON array must hold objects, arrays or "
+                "numbers, not a mix or other values"
+            )
+        return rows
+
+    raise InvalidRecord(f"request body is a {_kind(body)}, not a JSON object or array")
+
+
+def outputs_from_body(
+    body: Any,
+    n_rows: int,
+    *,
+    class_names: Sequence[Any] | None = None,
+) -> list[PredictionData] | None:
+    """Map a parsed JSON response body to one prediction_data per row.
+
+    Accepts the request shapes plus ``{"predictions": [...]}`` (other keys
+    beside it are ignored) and ``{"outputs": ...}``. With one row, a scalar,
+    an object or a ``[value, {label: probability}]`` pair is that row's
+    output. Return None when the body does not hold exactly ``n_rows``
+    outputs, so the caller can warn and record nothing unpairable. Raise
+    InvalidRecord for an item it cannot read (probabilities that do not
+    match ``class_names``, say).
+    """
+    items = _output_items(body, n_rows)
+    if items is None:
+        return None
+
+    return [prediction_data(item, class_names=class_names) for item in items]
+
+
+def _rows_from_object(
+    body: Mapping[Any, Any], feature_names: Sequence[str] | None
+) -> list[Row]:
+    """Rows of a JSON object: an envelope, or else one plain row."""
+    key = _envelope_key(body, _ROW_ENVELOPES)
+    if key is None:
+        return [_as_row(body)]
+
+    inner = body[key]
+    if key == "features":
+        if isinstance(inner, Mapping):
+            return [_as_row(inner)]
+        return [_as_row(body)]
+
+    if key == "dataframe_split":
+        return _rows_from_split(inner, feature_names)
+
+    if key == "inputs" and isinstance(inner, Mapping):
+        return _rows_from_columns(inner, "inputs")
+
+    if not isinstance(inner, list):
+        raise InvalidRecord(f"{key} must be a JSON array, not a {_kind(inner)}")
+
+    return _rows_from_instances(inner, feature_names, key)
+
+
+def _envelope_key(body: Mapping[Any, Any], keys: Sequence[str]) -> str | None:
+    """Return the envelope key wrapping ``body``, or None for a plain row."""
+    for key in keys:
+        if key not in body:
+            continue
+        if all(other == key or other in _ENVELOPE_EXTRAS for other in body):
+            return key
+        return None
+
+    return None
+
+
+def _rows_from_instances(
+    items: list[Any], feature_names: Sequence[str] | None, where: str
+) -> list[Row]:
+    """One row per instance: an object, an array of values or a scalar."""
+    rows = []
+    for index, item in enumerate(items):
+        if isinstance(item, Mapping):
+            rows.append(_as_row(item))
+        elif isinstance(item, list | tuple):
+            rows.append(_named_row(item, feature_names, f"{where}[{index}]"))
+        else:
+            rows.append(_named_row((item,), feature_names, f"{where}[{index}]"))
+
+    return rows
+
+
+def _rows_from_columns(columns: Mapping[Any, Any], where: str) -> list[Row]:
+    """Rows of a columnar object ``{"col": [...]}``, or one row if not."""
+    if not columns or not all(isinstance(column, list) for column in columns.values()):
+        return [_as_row(columns)]
+
+    lengths = {len(column) for column in columns.values()}
+    if len(lengths) != 1:
+        raise InvalidRecord(
+            f"{where}: columns have different lengths {sorted(lengths)}"
+        )
+
+    names = list(columns)
+    return [
+        dict(zip(names, values, strict=False))
+        for values in zip(*columns.values(), strict=True)
+    ]
+
+
+def _rows_from_split(split: Any, feature_names: Sequence[str] | None) -> list[Row]:
+    """Rows of a pandas ``orient="split"`` object."""
+    if not isinstance(split, Mapping):
+        raise InvalidRecord(
+            f"dataframe_split must be a JSON object, not a {_kind(split)}"
+        )
+
+    data = split.get("data")
+    if not isinstance(data, list):
+        raise InvalidRecord("dataframe_split.data must be a JSON array")
+
+    columns = split.get("columns", feature_names)
+    if columns is not None and not isinstance(columns, list | tuple):
+        raise InvalidRecord("dataframe_split.columns must be a JSON array")
+
+    rows = []
+    for index, values in enumerate(data):
+        if not isinstance(values, list | tuple):
+            raise InvalidRecord(f"dataframe_split.data[{index}] is not an array")
+        rows.append(_named_row(values, columns, f"dataframe_split.data[{index}]"))
+
+    return rows
+
+
+def _output_items(body: Any, n_rows: int) -> list[Any] | None:
+    """Split a response body into one raw output per row, or None."""
+    if n_rows <= 0:
+        return []
+
+    if isinstance(body, Mapping):
+        return _output_items_of_object(body, n_rows)
+
+    if isinstance(body, list):
+        if len(body) == n_rows:
+            return body
+        if n_rows == 1 and len(body) == 2 and isinstance(body[1], Mapping):
+            return [(body[0], body[1])]
+        return None
+
+    return [body] if n_rows == 1 else None
+
+
+def _output_items_of_object(body: Mapping[Any, Any], n_rows: int) -> list[Any] | None:
+    """Outputs of a JSON object: an envelope, or one row's output."""
+    inner = body.get("predictions")
+    if inner is None and _envelope_key(body, ("outputs",)) == "outputs":
+        inner = body["outputs"]
+    if inner is not None:
+        if isinstance(inner, Mapping):
+            inner = _rows_from_columns(inner, "predictions")
+        if not isinstance(inner, list):
+            inner = [inner]
+        return inner if len(inner) == n_rows else None
+
+    if _envelope_key(body, _ROW_ENVELOPES[:-1]) is not None:
+        rows = _rows_from_object(body, None)
+        return rows if len(rows) == n_rows else None
+
+    return [body] if n_rows == 1 else None
+
+
+# --------------------------------------------------------------------------
+# One row's output
+# --------------------------------------------------------------------------
+
+
+def prediction_data(
+    item: Any,
+    *,
+    class_names: Sequence[Any] | None = None,
+    row: Mapping[Any, Any] | None = None,
+) -> PredictionData:
+    """Map one row's raw output to a ``prediction_data`` mapping.
+
+    A mapping gives ``value`` (from ``value``, ``prediction`` or ``label``),
+    ``probabilities`` (from ``probabilities`` or ``scores``), ``shap_values``
+    and ``error``; a mapping with none of them is itself the value. A pair
+    ``(value, probabilities)`` gives both. A list or array of numbers as long
+    as ``class_names`` is read as probabilities. Anything else is the value.
+    Probabilities without a value take the most probable label's class as
+    value. ``row`` names a list of SHAP values by its feature names.
+    """
+    if isinstance(item, Mapping):
+        return _from_mapping(item, class_names, row)
+
+    if isinstance(item, tuple) and len(item) == 2 and _is_scores(item[1]):
+        return _with_probabilities(item[0], item[1], class_names)
+
+    item = _plain_list(item)
+    if (
+        class_names is not None
+        and isinstance(item, list)
+        and len(item) == len(class_names)
+        and _all_numbers(item)
+    ):
+        return _with_probabilities(None, item, class_names)
+
+    return {"value": item}
+
+
+def _from_mapping(
+    item: Mapping[Any, Any],
+    class_names: Sequence[Any] | None,
+    row: Mapping[Any, Any] | None,
+) -> PredictionData:
+    """Read the known fields of one output mapping."""
+    value_key = next((key for key in _VALUE_KEYS if key in item), None)
+    scores_key = next((key for key in _PROBABILITY_KEYS if key in item), None)
+    if value_key is None and scores_key is None:
+        return {"value": item}
+
+    value = item[value_key] if value_key is not None else None
+    if scores_key is None:
+        data: PredictionData = {"value": value}
+    else:
+        data = _with_probabilities(value, item[scores_key], class_names)
+
+    shap = item.get("shap_values")
+    if shap is not None:
+        data["shap_values"] = _shap_values(shap, row)
+    error = item.get("error")
+    if error is not None:
+        data["error"] = error
+
+    return data
+
+
+def _with_probabilities(
+    value: Any, scores: Any, class_names: Sequence[Any] | None
+) -> PredictionData:
+    """A prediction_data with labelled probabilities (and a value)."""
+    if isinstance(scores, Mapping):
+        classes = list(scores)
+        values = list(scores.values())
+    else:
+        values = _plain_list(scores)
+        if not isinstance(values, list):
+            raise InvalidRecord(
+                f"probabilities must be a mapping or a list, not a {_kind(values)}"
+            )
+        classes = _classes(class_names, len(values))
+
+    probabilities = {_label(cls): p for cls, p in zip(classes, values, strict=True)}
+    if value is None and values:
+        value = classes[max(range(len(values)), key=values.__getitem__)]
+        value = _plain_scalar(value)
+
+    return {"value": value, "probabilities": probabilities}
+
+
+def _classes(class_names: Sequence[Any] | None, count: int) -> list[Any]:
+    """The class of each probability column: given names, else indexes."""
+    if class_names is None:
+        return list(range(count))
+    if len(class_names) != count:
+        raise InvalidRecord(
+            f"probabilities: {count} values but {len(class_names)} class names"
+        )
+
+    return list(class_names)
+
+
+def _shap_values(shap: Any, row: Mapping[Any, Any] | None) -> Any:
+    """SHAP values as a mapping: a list is named by the row's features."""
+    if isinstance(shap, Mapping):
+        return dict(shap)
+
+    values = _plain_list(shap)
+    if not isinstance(values, list):
+        raise InvalidRecord(
+            f"shap_values must be a mapping or a list, not a {_kind(values)}"
+        )
+
+    names = list(row) if row is not None and len(row) == len(values) else None
+    return dict(zip(names or _default_names(len(values)), values, strict=True))
+
+
+def _label(cls: Any) -> str:
+    """A probability label as text, as the record keys will spell it."""
+    cls = _plain_scalar(cls)
+    if isinstance(cls, str):
+        return cls
+    if isinstance(cls, bool):
+        return "true" if cls else "false"
+    if isinstance(cls, float) and cls.is_integer():
+        return str(int(cls))
+
+    return str(cls)
+
+
+# --------------------------------------------------------------------------
+# Small shared helpers
+# --------------------------------------------------------------------------
+
+
+def _rows_from_sequence(
+    items: Sequence[Any], feature_names: Sequence[str] | None, where: str
+) -> list[Row] | None:
+    """Rows of a list: mappings, arrays of values, or numbers; else None."""
+    if not items:
+        return []
+
+    first = items[0]
+    if isinstance(first, Mapping):
+        if not all(isinstance(item, Mapping) for item in items):
+            return None
+        return [_as_row(item) for item in items]
+
+    if isinstance(first, list | tuple) or _is_ndarray(first):
+        if not all(
+            isinstance(item, list | tuple) or _is_ndarray(item) for item in items
+        ):
+            return None
+        return [
+            _named_row(_plain_list(values), feature_names, f"{where}[{index}]")
+            for index, values in enumerate(items)
+        ]
+
+    if _all_numbers(items):
+        return [_named_row(items, feature_names, where)]
+
+    return None
+
+
+def _named_row(
+    values: Sequence[Any], feature_names: Sequence[str] | None, where: str
+) -> Row:
+    """Name an array of values by ``feature_names``, else f0, f1, ..."""
+    names = feature_names
+    if names is None:
+        names = _default_names(len(values))
+    elif len(names) != len(values):
+        raise InvalidRecord(
+            f"{where} has {len(values)} values but feature_names has {len(names)}"
+        )
+
+    return dict(zip(names, values, strict=True))
+
+
+@lru_cache(maxsize=64)
+def _default_names(count: int) -> tuple[str, ...]:
+    """Column names f0, f1, ... for values that come without names."""
+    return tuple(f"f{index}" for index in range(count))
+
+
+def _as_row(mapping: Mapping[Any, Any]) -> Row:
+    """A mapping as a row: a dict stays the same object (no copy)."""
+    return mapping if isinstance(mapping, dict) else dict(mapping)
+
+
+def _is_scores(value: Any) -> bool:
+    """Whether a pair's second item looks like probabilities."""
+    if isinstance(value, Mapping):
+        return True
+    if isinstance(value, list | tuple):
+        return _all_numbers(value)
+
+    return _is_ndarray(value) and value.ndim == 1
+
+
+def _all_numbers(values: Sequence[Any]) -> bool:
+    """Whether every item is a real number (bools are not numbers here)."""
+    return all(
+        isinstance(value, Real) and not isinstance(value, bool) for value in values
+    )
+
+
+def _is_ndarray(value: Any) -> bool:
+    """Whether value is a numpy array, without importing numpy."""
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(value, numpy.ndarray)
+
+
+def _plain_list(value: Any) -> Any:
+    """A numpy array as a list of Python values; anything else unchanged."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, tuple):
+        return list(value)
+    if _is_ndarray(value) and value.ndim >= 1:
+        return value.tolist()
+
+    return value
+
+
+def _plain_scalar(value: Any) -> Any:
+    """A numpy scalar as the Python scalar it holds."""
+    item = getattr(value, "item", None)
+    if item is not None and getattr(value, "shape", None) == ():
+        return item()
+
+    return value
+
+
+def _kind(value: Any) -> str:
+    """The JSON-ish kind of a value, for error messages without contents."""
+    names = {
+        dict: "object",
+        list: "array",
+        str: "string",
+        int: "number",
+        float: "number",
+        bool: "boolean",
+        type(None): "null",
+    }
+    return names.get(type(value), type(value).__name__)
