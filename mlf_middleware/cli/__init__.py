@@ -1,0 +1,1 @@
+"""The ``mlf-middleware`` command line."""
