@@ -1,0 +1,769 @@
+"""Record the JSON prediction exchanges of an ASGI app, as pure ASGI middleware."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+import time
+import uuid
+import zlib
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio.to_thread
+import orjson
+
+from . import extract, hashing
+from . import recorder as _recorder_module
+from ._channel import RateLimitedLog
+from .exceptions import ConfigError, InvalidRecord
+
+__all__ = ["PredictionLoggingMiddleware"]
+
+log = logging.getLogger(__name__)
+warn = RateLimitedLog(log)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# The scope key under which each request's capture state is reachable, so
+# that an actuals_app answering the request can tell the middleware to leave
+# it alone. Only code running inside the app can see it; clients cannot.
+EXCHANGE_KEY = "mlf_middleware.exchange"
+
+MAX_HEADER_IDS = 100
+SECRET_HEADERS = frozenset(
+    {"authorization", "cookie", "set-cookie", "proxy-authorization", "x-api-key"}
+)
+VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}", re.ASCII)
+
+_METHODS = frozenset({"POST", "PUT"})
+_ID_MODES = ("hash", "hash+time", "random")
+_DECODABLE = {b"": 0, b"identity": 0, b"gzip": 47, b"x-gzip": 47, b"deflate": 47}
+_CONTENT_TYPE = b"content-type"
+_CONTENT_ENCODING = b"content-encoding"
+_REQUEST_ID = b"x-request-id"
+
+
+class _Unreadable(Exception):
+    """A body we cannot capture; the argument is a reason from _REASONS."""
+
+
+# Why a body could not be read, and the error recorded when a response is
+# over a cap (the rows and ids are still worth keeping then).
+_REASONS = {
+    "too large": "ResponseTooLarge",
+    "too deeply nested": "ResponseTooDeep",
+    "not JSON": None,
+    "empty": None,
+    "in an unsupported content coding": None,
+}
+
+
+class PredictionLoggingMiddleware:
+    """Record each JSON prediction request and its response; change nothing.
+
+    Pure ASGI. For every captured exchange it adds ``x-data-id`` to the
+    response (the row ids, comma-separated; over 100 rows the header is left
+    out and ``x-data-id-count`` gives the number) and, once the response
+    body is complete, hands one record per row to the recorder.
+
+    What is captured: POST and PUT requests whose content type is JSON (or
+    absent) on the paths that ``paths`` selects, answered with a 2xx JSON
+    response. Requests answered by an ``actuals_app`` mounted anywhere in the
+    wrapped app are never captured. Everything else passes straight through.
+
+    The request body reaches the app exactly as the server delivers it
+    (message by message, same bytes); the middleware keeps a copy, up to
+    ``max_body_bytes``. Rows and ids are computed when the response starts,
+    so an app that answers before reading the whole body is not captured.
+
+    Capture never changes serving: our failures, and unusable bodies (not
+    JSON, an unknown shape, a request over the caps), are logged as a
+    rate-limited WARNING without contents and the exchange goes unrecorded.
+    A response over ``max_body_bytes`` or ``max_depth`` is recorded with
+    ``{"value": None, "error": "ResponseTooLarge"}`` (or ``ResponseTooDeep``)
+    and ``raw_data["truncated"] = "response"``, so its rows and ids still
+    reach the store. Errors raised by the app pass through untouched and
+    nothing is recorded for them, nor for non-2xx responses.
+
+    Args:
+        app: the ASGI app to wrap.
+        recorder: where records go; None means ``get_recorder()``, looked up
+            at each request. A recorder whose ``enabled`` is False makes the
+            middleware a pass-through.
+        paths: shell-style globs (``fnmatch``; ``*`` also matches ``/``)
+            matched against the request path. An entry starting with ``!``
+            excludes. A path is captured when it matches an include (or no
+            includes are given) and no exclude: ``["/predict*", "!/predict/
+            health"]``, or ``["!/admin/*"]`` for everything but admin. None
+            (default) captures every path.
+        model_version_fqn: stamped on the records; None is the recorder's.
+        features: ``features(body) -> rows`` on the parsed request body,
+            replacing the built-in shapes (``extract.rows_from_body``).
+        outputs: ``outputs(body, rows) -> list[prediction_data]`` on the
+            parsed response body, replacing ``extract.outputs_from_body``.
+        id: ``"hash"`` (canonical hash of each row), ``"hash+time"``,
+            ``"random"``, ``"header:<name>"`` (comma-separated for a batch),
+            ``"field:<name>"`` (a field of each row), or ``id(row) -> str``.
+            Ids from the request must be 1 to 128 characters of letters,
+            digits and ``._:-``; others are replaced by the hash (warning).
+        feature_names: names of the columns of list-of-lists bodies.
+        class_names: labels of probability arrays in responses.
+        capture_headers: request headers copied into ``raw_data["headers"]``;
+            Authorization, Cookie, Set-Cookie, Proxy-Authorization and
+            X-API-Key never are, even when named.
+        max_body_bytes: cap on the request and the response body kept.
+        max_depth: cap on JSON nesting depth of captured bodies.
+        redact: feature paths the recorder redacts before encoding.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        recorder: Any = None,
+        *,
+        paths: Iterable[str] | str | None = None,
+        model_version_fqn: str | None = None,
+        features: Callable[[Any], Any] | None = None,
+        outputs: Callable[[Any, list[dict[str, Any]]], Any] | None = None,
+        id: str | Callable[[Mapping[str, Any]], str] = "hash",
+        feature_names: Iterable[str] | None = None,
+        class_names: Iterable[Any] | None = None,
+        capture_headers: Iterable[str] | str = (),
+        max_body_bytes: int = 1_048_576,
+        max_depth: int = 32,
+        redact: Iterable[str] | str = (),
+    ) -> None:
+        self.app = app
+        self.recorder = recorder
+        self.model_version_fqn = model_version_fqn
+        self.features = _callable_or_none("features", features)
+        self.outputs = _callable_or_none("outputs", outputs)
+        self.feature_names = _optional_list("feature_names", feature_names)
+        self.class_names = _optional_list("class_names", class_names)
+        self.max_body_bytes = _positive_int("max_body_bytes", max_body_bytes)
+        self.max_depth = _positive_int("max_depth", max_depth)
+        self.redact = tuple(_strings("redact", redact))
+        self._include, self._exclude = _compile_paths(paths)
+        self._id_mode, self._id_arg = _parse_id(id)
+        self._captured = _captured_headers(capture_headers)
+        self._wanted = frozenset(
+            {_CONTENT_TYPE, _CONTENT_ENCODING, _REQUEST_ID, *self._captured}
+            | ({self._id_arg} if self._id_mode == "header" else set())
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" and scope["method"] in _METHODS:
+            exchange = self._open(scope, receive, send)
+            if exchange is not None:
+                await self.app(scope, exchange.receive, exchange.send)
+                return
+        elif kind == "lifespan":
+            await self.app(scope, receive, self._flushing_on_shutdown(send))
+            return
+
+        await self.app(scope, receive, send)
+
+    def wants(self, path: str) -> bool:
+        """Tell whether ``paths`` selects this request path."""
+        if self._include is not None and not self._include.match(path):
+            return False
+
+        return self._exclude is None or not self._exclude.match(path)
+
+    def _open(self, scope: Scope, receive: Receive, send: Send) -> _Exchange | None:
+        """Start capturing one request, or return None to pass it through."""
+        try:
+            if not self.wants(scope["path"]):
+                return None
+            recorder = self.recorder or _default_recorder(create=True)
+            if recorder is None or not recorder.enabled:
+                return None
+            headers = _scan_headers(scope.get("headers") or (), self._wanted)
+            if not _is_json(headers.get(_CONTENT_TYPE)):
+                return None
+            return _Exchange(self, recorder, headers, scope, receive, send)
+        except Exception as exc:  # a broken recorder must not break serving
+            warn.warning("open", "request not captured: %s", type(exc).__name__)
+            return None
+
+    def _flushing_on_shutdown(self, send: Send) -> Send:
+        """Wrap lifespan ``send`` to flush the recorder before shutdown ends."""
+
+        async def send_after_flush(message: Message) -> None:
+            if message["type"].startswith("lifespan.shutdown."):
+                await self._flush()
+            await send(message)
+
+        return send_after_flush
+
+    async def _flush(self) -> None:
+        """Flush the recorder on a worker thread: flush() blocks."""
+        recorder = self.recorder or _default_recorder(create=False)
+        if recorder is None:
+            return
+
+        try:
+            await anyio.to_thread.run_sync(recorder.flush)
+        except Exception as exc:
+            log.warning("flush at shutdown failed: %s", type(exc).__name__)
+
+
+class _Exchange:
+    """The capture state of one request; it lives as long as the request."""
+
+    __slots__ = (
+        "headers",
+        "ids",
+        "middleware",
+        "parent",
+        "recorder",
+        "request",
+        "response",
+        "response_encoding",
+        "rows",
+        "scope",
+        "server_receive",
+        "server_send",
+        "skipped",
+        "stamp",
+        "started",
+        "status",
+    )
+
+    def __init__(
+        self,
+        middleware: PredictionLoggingMiddleware,
+        recorder: Any,
+        headers: dict[bytes, bytes],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        self.started = time.perf_counter()
+        self.middleware = middleware
+        self.recorder = recorder
+        self.headers = headers
+        self.scope = scope
+        self.server_receive = receive
+        self.server_send = send
+        self.request = _Buffer(middleware.max_body_bytes)
+        self.response: _Buffer | None = None
+        self.response_encoding = b""
+        self.rows: list[Mapping[str, Any]] | None = None
+        self.ids: list[str] | None = None
+        self.stamp: datetime | None = None
+        self.status = 0
+        self.skipped = False
+
+        # Nested middlewares chain their exchanges so one skip() reaches all.
+        self.parent = scope.get(EXCHANGE_KEY)
+        scope[EXCHANGE_KEY] = self
+
+    def skip(self) -> None:
+        """Leave this request uncaptured (an actuals_app is answering it)."""
+        self.skipped = True
+        if self.parent is not None:
+            self.parent.skip()
+
+    # -- the ASGI message flow -------------------------------------------------
+    #
+    # receive: every message goes to the app as the server produced it; body
+    # chunks are copied aside until the body is complete. Later receive()
+    # calls (the disconnect an app waits for) pass straight through.
+    #
+    # send: the response start gets the id headers, computed from the request
+    # body at that moment; each body chunk is copied (apps may reuse a buffer)
+    # and forwarded at once, never held back. After the last chunk has gone
+    # out, the records are handed to the recorder, which never blocks.
+
+    async def receive(self) -> Message:
+        message = await self.server_receive()
+        if not self.request.complete and message["type"] == "http.request":
+            self.request.add(message.get("body", b""), message.get("more_body"))
+
+        return message
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            message = self._on_start(message)
+        elif kind == "http.response.body":
+            more = message.get("more_body", False)
+            if self.response is not None:
+                self.response.add(message.get("body", b""), more)
+            await self.server_send(message)
+            if not more:
+                self._on_end()
+            return
+
+        await self.server_send(message)
+        if kind == "http.response.pathsend":
+            self._on_end()
+
+    # -- response start: rows, ids, headers ------------------------------------
+
+    def _on_start(self, message: Message) -> Message:
+        try:
+            return self._annotate(message)
+        except Exception as exc:  # our failure, or a user's hook
+            self.ids = None
+            warn.warning("start", "request not captured: %s", type(exc).__name__)
+            return message
+
+    def _annotate(self, message: Message) -> Message:
+        self.status = status = message["status"]
+        if self.skipped or not 200 <= status < 300:
+            return message
+        response = _scan_headers(message.get("headers") or (), _RESPONSE_HEADERS)
+        encoding = (response.get(_CONTENT_ENCODING) or b"").strip().lower()
+        if not _is_json(response.get(_CONTENT_TYPE)) or encoding not in _DECODABLE:
+            return message
+        rows = self._request_rows()
+        if not rows:
+            return message
+
+        ids = self._make_ids(rows)
+        headers = list(message.get("headers") or ())
+        _add_id_headers(headers, ids, response)
+
+        self.rows, self.ids = rows, ids
+        self.response = _Buffer(self.middleware.max_body_bytes)
+        self.response_encoding = encoding
+        return {**message, "headers": headers}
+
+    def _request_rows(self) -> list[Mapping[str, Any]] | None:
+        """Parse the request body into rows, or return None (logged)."""
+        if not self.request.complete:
+            log.debug("response started before the request body was read")
+            return None
+
+        middleware = self.middleware
+        try:
+            encoding = self.headers.get(_CONTENT_ENCODING, b"").strip().lower()
+            body = self.request.parse(encoding, middleware.max_depth)
+        except _Unreadable as reason:
+            self._warn_unreadable("request", reason)
+            return None
+        if body is _EMPTY:
+            return None
+
+        if middleware.features is not None:
+            return self._checked_rows(middleware.features(body))
+        try:
+            return extract.rows_from_body(body, feature_names=middleware.feature_names)
+        except InvalidRecord:
+            return self._checked_rows(None)
+
+    def _checked_rows(self, rows: Any) -> list[Mapping[str, Any]] | None:
+        if isinstance(rows, Mapping):
+            return [rows]
+        if isinstance(rows, list) and all(isinstance(r, Mapping) for r in rows):
+            return rows
+
+        warn.warning(
+            "rows",
+            "request on %s not captured: no rows of features",
+            self.scope.get("path"),
+        )
+        return None
+
+    def _make_ids(self, rows: list[Mapping[str, Any]]) -> list[str]:
+        mode, arg = self.middleware._id_mode, self.middleware._id_arg
+        if mode == "hash":
+            return [hashing.generate_hash_from_data(row) for row in rows]
+        if mode == "hash+time":
+            self.stamp = stamp = datetime.now(UTC)
+            return [hashing.generate_hash_from_data(row, stamp) for row in rows]
+        if mode == "random":
+            return [uuid.uuid4().hex for _ in rows]
+
+        if mode == "header":
+            given = _split_ids(self.headers.get(arg), len(rows))
+        elif mode == "field":
+            given = [row.get(arg) for row in rows]
+        else:
+            given = [arg(row) for row in rows]
+
+        return [_valid_id(value, row) for value, row in zip(given, rows, strict=True)]
+
+    # -- response end: outputs and records -------------------------------------
+
+    def _on_end(self) -> None:
+        rows, ids = self.rows, self.ids
+        if rows is None or ids is None:
+            return
+        self.rows = self.ids = None
+        latency_ms = (time.perf_counter() - self.started) * 1000.0
+
+        try:
+            self._record(rows, ids, latency_ms)
+        except Exception as exc:  # our failure, or a user's hook
+            warn.warning("end", "response not recorded: %s", type(exc).__name__)
+
+    def _record(
+        self, rows: list[Mapping[str, Any]], ids: list[str], latency_ms: float
+    ) -> None:
+        truncated = False
+        try:
+            outputs = self._outputs(rows)
+        except _Unreadable as reason:
+            error = _REASONS[reason.args[0]]
+            if error is None:
+                self._warn_unreadable("response", reason)
+                return
+            truncated = True
+            outputs = [{"value": None, "error": error} for _ in rows]
+        if outputs is None:
+            return
+
+        raw_data = self._raw_data(truncated)
+        middleware = self.middleware
+        record = self.recorder.record
+        for row, output, data_id in zip(rows, outputs, ids, strict=True):
+            record(
+                row,
+                output,
+                data_id=data_id,
+                occurred_at=self.stamp,
+                raw_data=raw_data,
+                model_version_fqn=middleware.model_version_fqn,
+                latency_ms=latency_ms,
+                redact=middleware.redact,
+            )
+
+    def _outputs(self, rows: list[Mapping[str, Any]]) -> list[Any] | None:
+        """One prediction_data per row from the response, or None (logged)."""
+        middleware = self.middleware
+        body = self.response.parse(self.response_encoding, middleware.max_depth)
+        if body is _EMPTY:
+            raise _Unreadable("empty")
+
+        if middleware.outputs is not None:
+            outputs = middleware.outputs(body, rows)
+        else:
+            outputs = extract.outputs_from_body(
+                body, len(rows), class_names=middleware.class_names
+            )
+        if isinstance(outputs, list) and len(outputs) == len(rows):
+            return outputs
+
+        warn.warning(
+            "outputs",
+            "response on %s not recorded: %s outputs for %d rows",
+            self.scope.get("path"),
+            len(outputs) if isinstance(outputs, list) else "no",
+            len(rows),
+        )
+        return None
+
+    def _raw_data(self, truncated: bool) -> dict[str, Any]:
+        scope = self.scope
+        raw: dict[str, Any] = {
+            "framework": "asgi",
+            "method": scope["method"],
+            "path": scope["path"],
+        }
+        route = getattr(scope.get("route"), "path", None)
+        if isinstance(route, str):
+            raw["route"] = route
+        request_id = self.headers.get(_REQUEST_ID)
+        if request_id:
+            raw["request_id"] = request_id[:256].decode("latin-1")
+        raw["status"] = self.status
+
+        captured = {
+            name.decode("latin-1"): self.headers[name].decode("latin-1")
+            for name in self.middleware._captured
+            if name in self.headers
+        }
+        if captured:
+            raw["headers"] = captured
+        if truncated:
+            raw["truncated"] = "response"
+        return raw
+
+    def _warn_unreadable(self, side: str, reason: _Unreadable) -> None:
+        warn.warning(
+            f"unreadable-{side}",
+            "%s %s not captured: the %s body is %s",
+            self.scope["method"],
+            self.scope.get("path"),
+            side,
+            reason.args[0],
+        )
+
+
+_EMPTY = object()
+_RESPONSE_HEADERS = frozenset(
+    {
+        _CONTENT_TYPE,
+        _CONTENT_ENCODING,
+        b"access-control-allow-origin",
+        b"access-control-expose-headers",
+    }
+)
+
+
+class _Buffer:
+    """A capped copy of a body, kept chunk by chunk."""
+
+    __slots__ = ("chunks", "complete", "limit", "overflow", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.complete = False
+        self.overflow = False
+
+    def add(self, chunk: Any, more_body: Any) -> None:
+        """Keep a copy of ``chunk``: the sender may reuse its buffer."""
+        if not more_body:
+            self.complete = True
+        if self.overflow or not chunk:
+            return
+
+        self.size += len(chunk)
+        if self.size > self.limit:
+            self.overflow = True
+            self.chunks = []
+            return
+        self.chunks.append(bytes(chunk))
+
+    def parse(self, encoding: bytes, max_depth: int) -> Any:
+        """Return the parsed JSON body, ``_EMPTY``, or raise _Unreadable."""
+        if self.overflow:
+            raise _Unreadable("too large")
+        data = _decoded(b"".join(self.chunks), encoding, self.limit)
+        if not data.strip():
+            return _EMPTY
+
+        try:
+            body = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise _Unreadable("not JSON") from None
+        if _deeper_than(body, data, max_depth):
+            raise _Unreadable("too deeply nested")
+
+        return body
+
+
+def _decoded(data: bytes, encoding: bytes, limit: int) -> bytes:
+    """Undo gzip or deflate content coding, within ``limit`` bytes."""
+    wbits = _DECODABLE.get(encoding)
+    if wbits is None:
+        raise _Unreadable("in an unsupported content coding")
+    if not wbits:
+        return data
+
+    try:
+        decoded = zlib.decompressobj(wbits).decompress(data, limit + 1)
+    except zlib.error:
+        raise _Unreadable("not JSON") from None
+    if len(decoded) > limit:
+        raise _Unreadable("too large")
+
+    return decoded
+
+
+def _deeper_than(body: Any, data: bytes, limit: int) -> bool:
+    """Tell whether the JSON value nests containers deeper than ``limit``."""
+    # Each level needs its own bracket, so few brackets means shallow.
+    if not isinstance(body, dict | list):
+        return False
+    if data.count(b"{") + data.count(b"[") <= limit:
+        return False
+
+    stack = [(body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+
+    return False
+
+
+# -- small helpers ---------------------------------------------------------------
+
+
+def _default_recorder(*, create: bool) -> Any:
+    """Return the process-wide recorder, building it only when asked."""
+    # Reading the module global first avoids get_recorder()'s lock on the
+    # event loop once the default exists.
+    existing = getattr(_recorder_module, "_default", None)
+    if existing is not None or not create:
+        return existing
+
+    return _recorder_module.get_recorder()
+
+
+def _scan_headers(
+    headers: Iterable[tuple[bytes, bytes]], wanted: frozenset[bytes]
+) -> dict[bytes, bytes]:
+    """Collect the wanted headers (names lower case, repeats joined by ", ")."""
+    found: dict[bytes, bytes] = {}
+    for name, value in headers:
+        name = bytes(name).lower()
+        if name in wanted:
+            previous = found.get(name)
+            found[name] = (
+                bytes(value) if previous is None else (previous + b", " + bytes(value))
+            )
+
+    return found
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    """JSON media types, or none at all (many clients send no type)."""
+    if content_type is None:
+        return True
+    media = content_type.split(b";", 1)[0].strip().lower()
+
+    return media == b"application/json" or media.endswith(b"+json")
+
+
+def _add_id_headers(
+    headers: list[Any], ids: list[str], response: dict[bytes, bytes]
+) -> None:
+    """Append x-data-id (or x-data-id-count) and expose it for CORS."""
+    if len(ids) <= MAX_HEADER_IDS:
+        name = b"x-data-id"
+        headers.append((name, ",".join(ids).encode("ascii")))
+    else:
+        name = b"x-data-id-count"
+        headers.append((name, str(len(ids)).encode("ascii")))
+    if b"access-control-allow-origin" not in response:
+        return
+
+    exposed = response.get(b"access-control-expose-headers")
+    if exposed is None:
+        headers.append((b"access-control-expose-headers", name))
+        return
+    listed = {item.strip().lower() for item in exposed.split(b",")}
+    if name in listed:
+        return
+    for index, (key, _) in enumerate(headers):
+        if bytes(key).lower() == b"access-control-expose-headers":
+            headers[index] = (key, exposed + b", " + name)
+
+
+def _split_ids(value: bytes | None, count: int) -> list[Any]:
+    """Split a header of comma-separated ids; None for each when it fails."""
+    if value is None:
+        return [None] * count
+    parts = [part.strip() for part in value.decode("latin-1").split(",")]
+
+    return parts if len(parts) == count else [None] * count
+
+
+def _valid_id(value: Any, row: Mapping[str, Any]) -> str:
+    """Return a request-supplied id if well formed, else the row's hash."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and VALID_ID.fullmatch(value):
+        return value
+
+    warn.warning(
+        "bad-id",
+        "request-supplied data_id missing or not 1-128 characters of "
+        "letters, digits and ._:-; using the canonical hash",
+    )
+    return hashing.generate_hash_from_data(row)
+
+
+# -- option checks ---------------------------------------------------------------
+
+
+def _parse_id(value: Any) -> tuple[str, Any]:
+    if callable(value):
+        return "callable", value
+    if value in _ID_MODES:
+        return value, None
+    if isinstance(value, str):
+        kind, _, name = value.partition(":")
+        if kind == "header" and name.strip():
+            return "header", name.strip().lower().encode("latin-1")
+        if kind == "field" and name:
+            return "field", name
+
+    raise ConfigError(
+        "id must be 'hash', 'hash+time', 'random', 'header:<name>', "
+        f"'field:<name>' or a callable, got {value!r}"
+    )
+
+
+def _compile_paths(
+    paths: Iterable[str] | str | None,
+) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+    """Compile include and exclude globs into one regex each."""
+    include: list[str] = []
+    exclude: list[str] = []
+    for pattern in _strings("paths", paths or ()):
+        glob = pattern.removeprefix("!")
+        if not glob:
+            raise ConfigError(f"paths has an empty pattern: {pattern!r}")
+        target = exclude if pattern.startswith("!") else include
+        target.append(fnmatch.translate(glob))
+
+    def joined(patterns: list[str]) -> re.Pattern[str] | None:
+        return re.compile("|".join(patterns)) if patterns else None
+
+    return joined(include), joined(exclude)
+
+
+def _captured_headers(names: Iterable[str] | str) -> frozenset[bytes]:
+    """Lower-case the names to capture, leaving out the secret ones."""
+    kept = {n.strip().lower() for n in _strings("capture_headers", names)}
+
+    return frozenset(name.encode("latin-1") for name in kept - SECRET_HEADERS if name)
+
+
+def _strings(option: str, values: Iterable[str] | str) -> list[str]:
+    if isinstance(values, str):
+        values = [values]
+    try:
+        items = list(values)
+    except TypeError:
+        raise ConfigError(f"{option} must be a list of strings") from None
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError(f"{option} must hold strings, got {item!r}")
+
+    return items
+
+
+def _optional_list(option: str, values: Iterable[Any] | None) -> list[Any] | None:
+    if values is None:
+        return None
+    if isinstance(values, str | bytes):
+        raise ConfigError(f"{option} must be a list, not a single string")
+    try:
+        return list(values)
+    except TypeError:
+        raise ConfigError(f"{option} must be a list") from None
+
+
+def _positive_int(option: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{option} must be a positive integer, got {value!r}")
+
+    return value
+
+
+def _callable_or_none(option: str, value: Any) -> Any:
+    if value is not None and not callable(value):
+        raise ConfigError(f"{option} must be a callable or None, got {value!r}")
+
+    return value
