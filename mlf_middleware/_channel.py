@@ -1,16 +1,24 @@
-"""One sink's delivery line: bounded queue, worker thread, batches, retries.
+"""One sink's delivery line: bounded queue, worker thread, batches, retries,
+spool and dead letters.
 
-The caller's side (``offer``) only takes a lock for a few list operations and
+The caller's side (``offer``) holds a lock for a few list operations, or for
+one append to a spool file when the queue is full or the sink is down; it
 never waits on the sink. Everything slow happens on the worker thread, which
-the channel starts lazily and starts afresh in a forked child.
+starts lazily and starts afresh in a forked child.
+
+Order: records leave in the order they were accepted. While the spool holds
+records, new ones go behind them on disk; the worker empties the in-memory
+queue first (it is older) and then the spool.
 
 Accounting, always true under the lock:
     accepted == written + rejected + dropped + queue_size + spooled
-where queue_size counts the queued records and the batch being written.
+where queue_size counts the queued records and the batch being written, and
+spooled the records now on disk.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -19,23 +27,36 @@ import time
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
 
+from ._files import open_private
 from .exceptions import SinkRejected, SinkUnavailable
 from .records import from_wire
+from .spool import Spool
 
-__all__ = ["Channel", "RateLimitedLog"]
+__all__ = ["OVERFLOW_POLICIES", "Channel", "RateLimitedLog"]
 
 log = logging.getLogger(__name__)
+
+OVERFLOW_POLICIES = ("spill", "drop_newest", "drop_oldest", "block")
 
 # Backoff between attempts at a failing sink: full jitter over an exponential
 # window, capped so a sink that comes back is found again soon.
 _BACKOFF_FIRST = 0.05
-_BACKOFF_CAP = 10.0
+_BACKOFF_CAP = 5.0
+_RETRY_AFTER_CAP = 60.0
+_JOIN_GRACE = 0.05
+
+# Python's own cost of one queued record (bytes object, tuple, int, deque
+# slot), counted against the byte bound so that it bounds real memory.
+_ITEM_OVERHEAD = 120
 
 _live: weakref.WeakSet[Channel] = weakref.WeakSet()
+
+Item = tuple[int, bytes]
 
 
 class RateLimitedLog:
@@ -64,6 +85,14 @@ class RateLimitedLog:
 warn = RateLimitedLog(log)
 
 
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class Channel:
     """Deliver encoded records to one sink in batches, off the caller's thread."""
 
@@ -77,6 +106,9 @@ class Channel:
         max_queue_records: int,
         max_queue_bytes: int,
         overflow: str,
+        block_timeout: float,
+        spool_dir: Path | None,
+        max_spool_bytes: int,
     ) -> None:
         self.sink = sink
         self.name = name
@@ -85,6 +117,9 @@ class Channel:
         self._max_records = max_queue_records
         self._max_bytes = max_queue_bytes
         self._overflow = overflow
+        self._block_timeout = block_timeout
+        self._spool_dir = spool_dir
+        self._max_spool_bytes = max_spool_bytes
         self._write_wire: Callable[[Sequence[bytes]], None] | None = getattr(
             sink, "write_wire", None
         )
@@ -97,16 +132,15 @@ class Channel:
         self._wake = threading.Condition(self._lock)
         self._settled = threading.Condition(self._lock)
         self._stop = threading.Event()
-        self._queue: deque[tuple[int, bytes]] = deque()
+        self._queue: deque[Item] = deque()
         self._queue_bytes = 0
-        self._inflight: list[tuple[int, bytes]] = []
+        self._inflight: list[Item] = []
         self._seq = 0
         self._flush_wanted = 0
         self._closing = False
         self._closed = False
         self._abandon = False
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
         self.accepted = 0
         self.written = 0
         self.rejected = 0
@@ -114,45 +148,119 @@ class Channel:
         self.failed_writes = 0
         self.retries = 0
         self.spooled = 0
+        self.spool = self._open_spool()
+
+    def _open_spool(self) -> Spool | None:
+        if self._spool_dir is None:
+            return None
+        try:
+            spool = Spool(self._spool_dir, max_bytes=self._max_spool_bytes)
+        except OSError as exc:
+            log.warning(
+                "sink %s: no spool at %s (%s); records that cannot be queued "
+                "will be dropped",
+                self.name,
+                self._spool_dir,
+                type(exc).__name__,
+            )
+            return None
+        # Records a dead process left count as accepted here, so that the
+        # accounting holds when they are written.
+        self.accepted += len(spool)
+        self.spooled += len(spool)
+        dropped = spool.corrupt
+        if dropped:
+            self.accepted += dropped
+            self.dropped["corrupt"] += dropped
+        return spool
 
     # -- the caller's side ---------------------------------------------------
 
     def offer(self, item: bytes) -> bool:
-        """Queue one encoded record; never blocks on the sink, never raises."""
+        """Queue one encoded record; never waits on the sink, never raises."""
         with self._lock:
             self.accepted += 1
             if self._closing:
                 self._drop_locked("closed")
                 return False
-            if self._full_locked(len(item)):
-                if self._overflow != "drop_oldest" or not self._queue:
-                    self._drop_locked("queue_full")
-                    return False
-                _, old = self._queue.popleft()
-                self._queue_bytes -= len(old)
-                self.dropped["queue_full"] += 1
-
-            self._seq += 1
-            self._queue.append((self._seq, item))
-            self._queue_bytes += len(item)
-            if len(self._queue) >= self._batch_size:
-                self._wake.notify()
+            if self.spooled or self._full_locked(len(item)):
+                kept = self._overflow_locked(item)
+            else:
+                self._append_locked(item)
+                kept = True
         if self._thread is None:
             self._start()
 
-        return True
+        return kept
+
+    def _append_locked(self, item: bytes) -> None:
+        self._seq += 1
+        self._queue.append((self._seq, item))
+        self._queue_bytes += len(item) + _ITEM_OVERHEAD
+        if len(self._queue) >= self._batch_size:
+            self._wake.notify()
 
     def _full_locked(self, size: int) -> bool:
         return (
             len(self._queue) >= self._max_records
-            or self._queue_bytes + size > self._max_bytes
+            or self._queue_bytes + size + _ITEM_OVERHEAD > self._max_bytes
         )
+
+    def _overflow_locked(self, item: bytes) -> bool:
+        """Apply the overflow policy to a record that does not go in the queue."""
+        policy = self._overflow
+        if self.spooled:
+            policy = "spill"  # keep the order: behind what is already on disk
+        elif policy == "block" and not _on_event_loop():
+            deadline = time.monotonic() + self._block_timeout
+            while self._full_locked(len(item)) and not self._closing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._settled.wait(remaining)
+            if not self._full_locked(len(item)) and not self._closing:
+                self._append_locked(item)
+                return True
+        if policy in ("spill", "block"):
+            return self._spill_locked([item]) == 1
+        if policy == "drop_oldest" and self._queue:
+            _, old = self._queue.popleft()
+            self._queue_bytes -= len(old) + _ITEM_OVERHEAD
+            self._drop_locked("queue_full")
+            self._append_locked(item)
+            return True
+
+        self._drop_locked("queue_full")
+        return False
+
+    def _spill_locked(self, items: Sequence[bytes]) -> int:
+        """Append records to the spool in order; drop what does not fit."""
+        if not items:
+            return 0
+        stored = 0
+        if self.spool is not None:
+            try:
+                stored = self.spool.append(items)
+            except OSError as exc:
+                warn.warning(
+                    f"spool:{self.name}",
+                    "sink %s: spool write failed (%s)",
+                    self.name,
+                    type(exc).__name__,
+                )
+        self.spooled += stored
+        lost = len(items) - stored
+        if lost:
+            reason = "spool_full" if self.spool is not None else "queue_full"
+            self.dropped[reason] += lost - 1
+            self._drop_locked(reason)
+        return stored
 
     def _drop_locked(self, reason: str) -> None:
         self.dropped[reason] += 1
         warn.warning(
             f"drop:{self.name}:{reason}",
-            "sink %s: record dropped (%s)",
+            "sink %s: records dropped (%s); see stats()",
             self.name,
             reason,
         )
@@ -166,36 +274,39 @@ class Channel:
             )
             self._thread.start()
 
+    def ensure_started(self) -> None:
+        """Start the worker now if the spool already holds records."""
+        if self.spooled and self._thread is None:
+            self._start()
+
     # -- flush and close -----------------------------------------------------
 
-    def _oldest_pending_locked(self) -> int | None:
-        if self._inflight:
-            return self._inflight[0][0]
-        if self._queue:
-            return self._queue[0][0]
-        return None
+    def _pending_locked(self, target: int) -> bool:
+        if self.spooled:
+            return True
+        oldest = self._inflight or self._queue
+        return bool(oldest) and oldest[0][0] <= target
 
     def flush(self, deadline: float) -> bool:
-        """Wait until what was queued before the call is settled, or deadline."""
+        """Wait until what was accepted before the call is settled, or deadline."""
         with self._lock:
             target = self._seq
             self._flush_wanted = max(self._flush_wanted, target)
             self._wake.notify()
-            while True:
-                oldest = self._oldest_pending_locked()
-                if oldest is None or oldest > target:
-                    return True
+            while self._pending_locked(target):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._thread is None:
                     return False
                 self._settled.wait(remaining)
+        return True
 
     def close(self, deadline: float) -> None:
-        """Stop taking records, deliver what the deadline allows, stop."""
+        """Stop taking records, deliver what the deadline allows, spool the rest."""
         with self._lock:
             if self._closed:
                 return
             self._closing = True
+            self._settled.notify_all()  # wake callers blocked by "block"
         self.flush(deadline)
 
         with self._lock:
@@ -205,30 +316,44 @@ class Channel:
             self._wake.notify()
             thread = self._thread
         if thread is not None:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            # A worker waiting out a backoff wakes at once; one stuck inside
+            # the sink's write is left behind when the deadline has passed.
+            thread.join(max(_JOIN_GRACE, deadline - time.monotonic()))
 
         with self._lock:
-            left = len(self._queue)
-            if left:
-                self.dropped["close_timeout"] += left
-                self._queue.clear()
-                self._queue_bytes = 0
+            left = [item for _, item in self._queue]
+            self._queue.clear()
+            self._queue_bytes = 0
+            self._settle_unsent_locked(left)
+            if self.spooled:
                 warn.warning(
                     f"close:{self.name}",
-                    "sink %s: %d records not delivered before close deadline",
+                    "sink %s: closed with %d records in the spool at %s",
                     self.name,
-                    left,
+                    self.spooled,
+                    self._spool_dir,
                 )
-        self._close_sink()
+        self._close_resources()
 
-    def _close_sink(self) -> None:
+    def _settle_unsent_locked(self, items: Sequence[bytes]) -> None:
+        """Records the worker will not deliver now: spool them, or drop them."""
+        stored = self._spill_locked(items) if self.spool is not None else 0
+        lost = len(items) - stored
+        if lost and self.spool is None:
+            self.dropped["close_timeout"] += lost
+
+    def _close_resources(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
         try:
             self.sink.close()
         except Exception:
             log.exception("sink %s: close failed", self.name)
 
     def after_fork_in_child(self) -> None:
-        """Forget the parent's queue, threads and counters."""
+        """Forget the parent's queue, threads, spool files and counters."""
+        if self.spool is not None:
+            self.spool.after_fork_in_child()
         sink_reset = getattr(self.sink, "after_fork", None)
         self._reset()
         if sink_reset is not None:
@@ -241,27 +366,34 @@ class Channel:
             batch = self._next_batch()
             if batch is None:
                 return
-            self._deliver(batch)
+            if batch:
+                self._deliver_queued(batch)
+            else:
+                self._deliver_spooled()
             with self._lock:
-                self._inflight = []
                 self._settled.notify_all()
 
-    def _next_batch(self) -> list[tuple[int, bytes]] | None:
+    def _next_batch(self) -> list[Item] | None:
+        """The next queued batch; [] means "serve the spool"; None means stop."""
         with self._lock:
-            while not self._queue:
+            while not self._queue and not self.spooled:
                 if self._stop.is_set():
                     return None
                 self._wake.wait()
-            if not self._batch_ready_locked():
-                self._wake.wait(self._max_delay)
             if self._abandon:
                 return None
+            if not self._queue:
+                return []
+            if not self._batch_ready_locked():
+                self._wake.wait(self._max_delay)
+                if self._abandon or not self._queue:
+                    return None if self._abandon else []
 
             take = min(self._batch_size, len(self._queue))
             batch = [self._queue.popleft() for _ in range(take)]
-            self._queue_bytes -= sum(len(item) for _, item in batch)
+            self._queue_bytes -= sum(len(i) for _, i in batch)
+            self._queue_bytes -= _ITEM_OVERHEAD * take
             self._inflight = batch
-
             return batch
 
     def _batch_ready_locked(self) -> bool:
@@ -269,79 +401,137 @@ class Channel:
             len(self._queue) >= self._batch_size
             or self._flush_wanted >= self._queue[0][0]
             or self._closing
+            or self.spooled > 0
         )
 
-    def _deliver(self, batch: list[tuple[int, bytes]]) -> None:
-        """Write one batch, retrying with backoff until it lands or we stop."""
+    def _deliver_queued(self, batch: list[Item]) -> None:
+        """Write a queued batch; on failure, spool the rest (or keep retrying)."""
+        items = [item for _, item in batch]
+        done = self._deliver(items, retry=self.spool is None, source="queue")
+        if done == len(items):
+            return
+
+        with self._lock:
+            # Spool the unsent tail, then everything queued after it, so
+            # that the order holds once the sink is back.
+            rest = items[done:] + [item for _, item in self._queue]
+            self._queue.clear()
+            self._queue_bytes = 0
+            self._inflight = []
+            self._settle_unsent_locked(rest)
+
+    def _deliver_spooled(self) -> None:
+        spool = self.spool
+        if spool is None:
+            return
+        items = spool.peek(self._batch_size)
+        if not items:
+            return
+        done = self._deliver(items, retry=True, source="spool")
+        spool.consume(done)
+
+    def _deliver(self, items: list[bytes], *, retry: bool, source: str) -> int:
+        """Write ``items``; return how many from the front were settled.
+
+        A rejected batch is split until the records at fault stand alone.
+        Transient failures are retried with backoff when ``retry`` is true;
+        otherwise, and when the channel is abandoned, delivery stops there.
+        """
         attempt = 0
         while True:
             try:
-                self._write(batch)
+                self._write(items)
             except SinkRejected:
-                self._isolate(batch)
-                return
+                return self._isolate(items, retry=retry, source=source)
             except Exception as exc:
-                if not self._after_failure(exc, attempt):
-                    self._settle(batch, "dropped", reason="close_timeout")
-                    return
+                self._count_failure(exc)
+                if not retry or not self._backoff(exc, attempt):
+                    return 0
                 attempt += 1
                 continue
-            self._settle(batch, "written")
-            return
+            self._settle(len(items), "written", source)
+            return len(items)
 
-    def _write(self, batch: Sequence[tuple[int, bytes]]) -> None:
+    def _isolate(self, items: list[bytes], *, retry: bool, source: str) -> int:
+        if len(items) == 1:
+            self._dead_letter(items)
+            self._settle(1, "rejected", source)
+            return 1
+
+        half = len(items) // 2
+        done = self._deliver(items[:half], retry=retry, source=source)
+        if done < half:
+            return done
+        return half + self._deliver(items[half:], retry=retry, source=source)
+
+    def _write(self, items: Sequence[bytes]) -> None:
         if self._write_wire is not None:
-            self._write_wire([item for _, item in batch])
+            self._write_wire(items)
             return
-        self.sink.write([from_wire(orjson.loads(item)) for _, item in batch])
+        self.sink.write([from_wire(orjson.loads(item)) for item in items])
 
-    def _after_failure(self, exc: Exception, attempt: int) -> bool:
-        """Count a failed write and wait before the next; False to give up."""
+    def _count_failure(self, exc: Exception) -> None:
         with self._lock:
             self.failed_writes += 1
-        warn.warning(
-            f"fail:{self.name}",
-            "sink %s: write failed (%s); will retry",
-            self.name,
-            type(exc).__name__,
-        )
+        if isinstance(exc, SinkUnavailable | ConnectionError | TimeoutError):
+            warn.warning(
+                f"fail:{self.name}",
+                "sink %s: write failed (%s); will retry",
+                self.name,
+                type(exc).__name__,
+            )
+        else:
+            log.error(
+                "sink %s: write failed; will retry",
+                self.name,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+
+    def _backoff(self, exc: Exception, attempt: int) -> bool:
+        """Wait before the next attempt; False when the channel is abandoned."""
         delay = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_FIRST * 2**attempt))
         if isinstance(exc, SinkUnavailable) and exc.retry_after:
-            delay = max(delay, min(exc.retry_after, _BACKOFF_CAP * 6))
-        if self._stop.wait(delay) and self._abandon:
+            delay = max(delay, min(exc.retry_after, _RETRY_AFTER_CAP))
+        self._stop.wait(delay)
+        if self._abandon:
             return False
 
         with self._lock:
             self.retries += 1
         return True
 
-    def _isolate(self, batch: list[tuple[int, bytes]]) -> None:
-        """Split a rejected batch until the records at fault stand alone."""
-        if len(batch) == 1:
-            self._settle(batch, "rejected")
-            warn.warning(
-                f"reject:{self.name}",
-                "sink %s: record rejected as invalid",
-                self.name,
-            )
-            return
-
-        half = len(batch) // 2
-        for part in (batch[:half], batch[half:]):
-            self._deliver(part)
-
-    def _settle(
-        self, part: list[tuple[int, bytes]], outcome: str, *, reason: str = ""
-    ) -> None:
-        """Move ``part`` out of the in-flight batch into one outcome counter."""
-        done = {seq for seq, _ in part}
+    def _settle(self, n: int, outcome: str, source: str) -> None:
         with self._lock:
-            if outcome == "dropped":
-                self.dropped[reason] += len(part)
+            setattr(self, outcome, getattr(self, outcome) + n)
+            if source == "spool":
+                self.spooled -= n
             else:
-                setattr(self, outcome, getattr(self, outcome) + len(part))
-            self._inflight = [x for x in self._inflight if x[0] not in done]
+                self._inflight = self._inflight[n:]
             self._settled.notify_all()
+
+    def _dead_letter(self, items: Sequence[bytes]) -> None:
+        """Keep rejected records beside the spool, for a person to look at."""
+        warn.warning(
+            f"reject:{self.name}",
+            "sink %s: record rejected as invalid; kept in the dead-letter file",
+            self.name,
+        )
+        if self._spool_dir is None:
+            return
+        path = self._spool_dir / f"deadletter-{os.getpid()}.jsonl"
+        try:
+            fd = open_private(path)
+            try:
+                os.write(fd, b"\n".join(items) + b"\n")
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            warn.warning(
+                f"deadletter:{self.name}",
+                "sink %s: dead-letter write failed (%s)",
+                self.name,
+                type(exc).__name__,
+            )
 
     # -- figures -------------------------------------------------------------
 

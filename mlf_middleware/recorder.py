@@ -11,7 +11,10 @@ raises into the caller.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import logging
+import os
+import re
 import threading
 import time
 import weakref
@@ -19,10 +22,11 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from . import hashing
-from ._channel import Channel, RateLimitedLog
+from ._channel import OVERFLOW_POLICIES, Channel, RateLimitedLog
 from .config import env_flag, env_float, env_str
 from .exceptions import ConfigError, InvalidRecord, MLFError
 from .records import (
@@ -34,6 +38,7 @@ from .records import (
     utc,
 )
 from .sinks import open_sink, resolve_url, sink_name
+from .spool import default_spool_root
 
 __all__ = [
     "Recorder",
@@ -49,7 +54,6 @@ log = logging.getLogger(__name__)
 warn = RateLimitedLog(log)
 
 REDACTED = "[REDACTED]"
-_OVERFLOW = ("drop_newest", "drop_oldest")
 
 _live: weakref.WeakSet[Recorder] = weakref.WeakSet()
 
@@ -75,8 +79,16 @@ class Recorder:
         max_delay: seconds a record may wait for its batch to fill.
         max_queue_records, max_queue_bytes: bounds of each sink's queue.
         max_record_bytes: larger encoded records are dropped (``too_large``).
-        overflow: what a full queue does: ``drop_newest`` (default) or
-            ``drop_oldest``; both are counted as ``queue_full``.
+        overflow: what a full queue does: ``spill`` to the disk spool
+            (default), ``drop_newest``, ``drop_oldest`` (both counted as
+            ``queue_full``), or ``block`` for up to ``block_timeout`` seconds
+            and then spill (on an event-loop thread it spills at once).
+        block_timeout: seconds a caller may wait under ``overflow="block"``.
+        spool_dir: folder for spool and dead-letter files; None means
+            ``MLF_SPOOL_DIR``, else the user's cache folder; False turns the
+            spool off (then a failing sink is retried in memory and a full
+            queue drops).
+        max_spool_bytes: size cap of each sink's spool (``spool_full``).
         flush_timeout: default seconds for flush/close; None means
             ``MLF_FLUSH_TIMEOUT``, else 5.
         enabled: False records nothing; None means not ``MLF_DISABLED``.
@@ -95,7 +107,10 @@ class Recorder:
         max_queue_records: int = 100_000,
         max_queue_bytes: int = 64 * 1024 * 1024,
         max_record_bytes: int = 1024 * 1024,
-        overflow: str = "drop_newest",
+        overflow: str = "spill",
+        block_timeout: float = 1.0,
+        spool_dir: str | os.PathLike[str] | bool | None = None,
+        max_spool_bytes: int = 1024 * 1024 * 1024,
         flush_timeout: float | None = None,
         enabled: bool | None = None,
         clock: Callable[[], datetime] | None = None,
@@ -137,9 +152,29 @@ class Recorder:
                     max_queue_records=self._options["max_queue_records"],
                     max_queue_bytes=self._options["max_queue_bytes"],
                     overflow=self._options["overflow"],
+                    block_timeout=self._options["block_timeout"],
+                    spool_dir=self._spool_folder(sink, name),
+                    max_spool_bytes=self._options["max_spool_bytes"],
                 )
             )
+        for channel in channels:
+            channel.ensure_started()
         return channels
+
+    def _spool_folder(self, sink: Any, name: str) -> Path | None:
+        """Each sink's own spool folder, named for the sink."""
+        option = self._options["spool_dir"]
+        if option is False:
+            return None
+        root = (
+            default_spool_root()
+            if option is None or option is True
+            else Path(option).expanduser().absolute()
+        )
+        identity = str(getattr(sink, "url", None) or name)
+        digest = hashlib.sha1(identity.encode("utf-8")).hexdigest()[:10]
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:40]
+        return root / f"{safe}-{digest}"
 
     @property
     def enabled(self) -> bool:
@@ -467,11 +502,16 @@ def _check_options(given: dict[str, Any]) -> dict[str, Any]:
     _positive("max_delay", options["max_delay"])
     if options["flush_timeout"] is not None:
         _positive("flush_timeout", options["flush_timeout"])
-    if options["overflow"] not in _OVERFLOW:
+    if options["overflow"] not in OVERFLOW_POLICIES:
         raise ConfigError(
-            f"overflow must be one of {', '.join(_OVERFLOW)}, "
+            f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}, "
             f"got {options['overflow']!r}"
         )
+    _positive("block_timeout", options["block_timeout"])
+    _positive("max_spool_bytes", options["max_spool_bytes"], integer=True)
+    spool = options["spool_dir"]
+    if spool is not None and not isinstance(spool, bool | str | os.PathLike):
+        raise ConfigError("spool_dir must be a path, False or None")
     mvf = options["model_version_fqn"]
     if mvf is not None and not isinstance(mvf, str):
         raise ConfigError("model_version_fqn must be a string or None")

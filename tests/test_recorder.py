@@ -164,6 +164,20 @@ def test_failing_sink_never_raises_and_counts_failures():
     assert sink.calls >= 2
     assert stats["failed_writes"] == sink.calls
     assert stats["written"] == 0
+    assert stats["spooled"] == 5
+    assert stats["dropped"] == 0
+    assert accounting_holds(stats)
+
+
+def test_failing_sink_without_spool_drops_at_close_deadline():
+    sink = FailingSink()
+    rec = Recorder(sink, max_delay=0.01, spool_dir=False)
+
+    for i in range(5):
+        rec.record({"i": i}, {"value": i})
+    stats = rec.close(timeout=0.3)
+
+    assert stats["failed_writes"] >= 1
     assert stats["dropped_by_reason"] == {"close_timeout": 5}
     assert accounting_holds(stats)
 
@@ -189,7 +203,7 @@ def test_rejected_record_is_isolated_from_its_batch():
 
 def test_full_queue_drops_newest_and_counts_it():
     sink = GatedSink()
-    rec = Recorder(sink, max_queue_records=2, batch_size=1)
+    rec = Recorder(sink, max_queue_records=2, batch_size=1, overflow="drop_newest")
     rec.record({"i": 0}, {"value": 0})
     assert sink.entered.wait(5)
 
@@ -227,7 +241,7 @@ def test_invalid_values_are_counted_not_raised(caplog):
         stats = rec.stats()
 
     assert stats["dropped_by_reason"] == {"invalid": 3}
-    assert "object at" not in caplog.text
+    assert "0x" not in caplog.text
 
 
 def test_oversized_record_is_dropped_as_too_large():

@@ -150,7 +150,9 @@ class SQLiteSink:
             )
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executescript("SAVEPOINT schema;" + _SCHEMA + "RELEASE schema;")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
             conn.execute(
                 "INSERT OR IGNORE INTO mlf_meta VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
