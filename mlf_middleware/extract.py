@@ -10,8 +10,11 @@ application already imported them, so they are looked up in ``sys.modules``.
 
 from __future__ import annotations
 
+import inspect
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, is_dataclass
+from dataclasses import fields as dc_fields
 from functools import lru_cache
 from numbers import Real
 from typing import Any
@@ -19,9 +22,13 @@ from typing import Any
 from mlf_middleware.exceptions import InvalidRecord
 
 __all__ = [
+    "CallParameters",
+    "outputs_for_rows",
     "outputs_from_body",
     "prediction_data",
     "rows_from_body",
+    "rows_from_call",
+    "rows_from_value",
 ]
 
 # Keys that may sit beside an envelope key without making it a plain row.
@@ -232,6 +239,395 @@ def _output_items_of_object(body: Mapping[Any, Any], n_rows: int) -> list[Any] |
 
 
 # --------------------------------------------------------------------------
+# Python calls (the decorator and the adapters)
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallParameters:
+    """How a callable names the arguments it is called with.
+
+    Worked out once per decorated callable, so a call only maps positions
+    to names. ``names`` are the positional parameters the call's ``args``
+    fill (without a bound ``self`` or ``cls``); ``varargs`` names ``*args``;
+    ``excluded`` are the arguments that are not data (always ``self`` and
+    ``cls``, plus ``exclude_args``).
+    """
+
+    names: tuple[str, ...] = ()
+    varargs: str | None = None
+    excluded: frozenset[str] = frozenset({"self", "cls"})
+
+    @classmethod
+    def of(
+        cls,
+        func: Callable[..., Any],
+        *,
+        bound: bool = False,
+        exclude: Iterable[str] = (),
+    ) -> CallParameters:
+        """Read ``func``'s signature; ``bound`` drops its first parameter."""
+        excluded = frozenset({"self", "cls", *exclude})
+        try:
+            signature = inspect.signature(func)
+        except (TypeError, ValueError):  # builtins without a signature
+            return cls(excluded=excluded)
+
+        names: list[str] = []
+        varargs = None
+        for parameter in signature.parameters.values():
+            if parameter.kind in _POSITIONAL:
+                names.append(parameter.name)
+            elif parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+                varargs = parameter.name
+        if bound:
+            names = names[1:]
+
+        return cls(tuple(names), varargs, excluded)
+
+    def data_arguments(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The call's data arguments by name, in call order."""
+        names = self.names
+        excluded = self.excluded
+        arguments = {}
+        for index, value in enumerate(args):
+            name = self._name_of(index) if index >= len(names) else names[index]
+            if name not in excluded:
+                arguments[name] = value
+        for name, value in kwargs.items():
+            if name not in excluded:
+                arguments[name] = value
+
+        return arguments
+
+    def _name_of(self, index: int) -> str:
+        """Name a positional argument beyond the named parameters."""
+        extra = index - len(self.names)
+        if self.varargs is None:
+            return f"arg{index}"
+        if self.varargs in self.excluded:
+            return self.varargs
+
+        return f"{self.varargs}[{extra}]"
+
+
+def rows_from_call(
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    parameters: CallParameters | None = None,
+    features: Callable[..., Any] | None = None,
+    feature_names: Sequence[str] | None = None,
+) -> list[Row]:
+    """Map one call's arguments to rows of features (SPEC section 5).
+
+    ``features(*args, **kwargs)``, when given, returns a mapping or a list of
+    mappings. Otherwise the data arguments (all but ``self``, ``cls`` and the
+    excluded ones, as ``parameters`` names them) decide: none gives one empty
+    row, one is read by ``rows_from_value``, several make one row keyed by
+    argument name. Raise InvalidRecord for a shape that cannot be mapped.
+    """
+    if features is not None:
+        return _rows_from_hook(features(*args, **kwargs))
+
+    arguments = (parameters or _UNNAMED).data_arguments(args, kwargs)
+    if len(arguments) != 1:
+        return [arguments]
+
+    ((name, value),) = arguments.items()
+    return rows_from_value(value, name=name, feature_names=feature_names)
+
+
+def rows_from_value(
+    value: Any,
+    *,
+    name: str = "input",
+    feature_names: Sequence[str] | None = None,
+) -> list[Row]:
+    """Map one data argument to rows of features.
+
+    A mapping is one row, as it is; a pydantic model or a dataclass is one
+    row of its fields; a list of mappings (or of models), a DataFrame, a
+    2-D array or a list of lists is one row per item, array rows named by
+    ``feature_names`` else ``f0``, ``f1``, ...; a 1-D array or a list of
+    numbers is one row of such columns; a Series is one row. Anything else
+    is one row ``{name: value}``.
+    """
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, Mapping):
+        return [dict(value)]
+
+    if isinstance(value, list | tuple):
+        rows = _rows_from_sequence(value, feature_names, name)
+        if rows is None:
+            rows = _rows_from_objects(value)
+        return [{name: value}] if rows is None else rows
+
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.ndarray):
+        return _rows_from_array(value, name, feature_names)
+
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(value, pandas.DataFrame):
+        return _rows_from_frame(value)
+    if pandas is not None and isinstance(value, pandas.Series):
+        return [value.to_dict()]
+
+    fields = _fields_of(value)
+    return [{name: value}] if fields is None else [fields]
+
+
+def _rows_from_hook(produced: Any) -> list[Row]:
+    """Check what a ``features=`` hook returned."""
+    if isinstance(produced, Mapping):
+        return [_as_row(produced)]
+    if isinstance(produced, list | tuple) and all(
+        isinstance(row, Mapping) for row in produced
+    ):
+        return [_as_row(row) for row in produced]
+
+    raise InvalidRecord(
+        f"features= hook returned a {_kind(produced)}; expected a mapping "
+        "or a list of mappings"
+    )
+
+
+def _rows_from_objects(items: Sequence[Any]) -> list[Row] | None:
+    """Rows of a list of pydantic models or dataclasses, else None."""
+    rows = []
+    for item in items:
+        fields = _fields_of(item)
+        if fields is None:
+            return None
+        rows.append(fields)
+
+    return rows
+
+
+def _rows_from_array(
+    array: Any, name: str, feature_names: Sequence[str] | None
+) -> list[Row]:
+    """Rows of a numpy array: 2-D one per row, 1-D one row, else by item."""
+    if array.ndim == 1:
+        return [_named_row(_array_values(array), feature_names, name)]
+
+    if array.ndim == 2:
+        names = feature_names
+        if names is None:
+            names = _default_names(array.shape[1])
+        elif len(names) != array.shape[1]:
+            raise InvalidRecord(
+                f"{name} has {array.shape[1]} columns for {len(names)} names"
+            )
+        return [
+            dict(zip(names, values, strict=True)) for values in _array_values(array)
+        ]
+
+    if array.ndim == 0:
+        return [{name: array[()]}]
+
+    return [{name: item} for item in array]
+
+
+def _array_values(array: Any) -> list[Any]:
+    """An array as nested lists: Python numbers for numeric dtypes.
+
+    ``tolist()`` gives the same numbers the normaliser would (float32 kept
+    as the double it holds); other dtypes (datetime64 would become integers)
+    keep their numpy values for the normaliser.
+    """
+    if array.dtype.kind in "biuf":
+        return array.tolist()
+
+    return [list(row) if array.ndim > 1 else row for row in array]
+
+
+def _rows_from_frame(frame: Any) -> list[Row]:
+    """One row per DataFrame row, keyed by column name."""
+    if not frame.columns.is_unique:
+        raise InvalidRecord("DataFrame has duplicate column names")
+
+    return frame.to_dict(orient="records")
+
+
+def _fields_of(value: Any) -> Row | None:
+    """The fields of a pydantic model or a dataclass instance, else None.
+
+    Shallow: nested models stay objects for the normaliser to convert.
+    """
+    model_fields = getattr(type(value), "model_fields", None)
+    if isinstance(model_fields, dict) and hasattr(value, "model_dump"):
+        fields = {key: getattr(value, key) for key in model_fields}
+        extra = getattr(value, "__pydantic_extra__", None)
+        if extra:
+            fields.update(extra)
+        return fields
+
+    if is_dataclass(value) and not isinstance(value, type):
+        return {field.name: getattr(value, field.name) for field in dc_fields(value)}
+
+    return None
+
+
+_POSITIONAL = (
+    inspect.Parameter.POSITIONAL_ONLY,
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+)
+_UNNAMED = CallParameters()
+
+
+# --------------------------------------------------------------------------
+# Outputs of a call
+# --------------------------------------------------------------------------
+
+
+def outputs_for_rows(
+    result: Any,
+    rows: Sequence[Mapping[Any, Any]],
+    *,
+    outputs: Callable[[Any, Sequence[Mapping[Any, Any]]], Any] | None = None,
+    class_names: Sequence[Any] | None = None,
+    model: Any = None,
+) -> list[PredictionData] | None:
+    """Pair a call's result with its rows: one prediction_data per row.
+
+    ``outputs(result, rows)``, when given, returns them. Otherwise, for one
+    row: a scalar, a mapping, a ``(value, probabilities)`` pair, or a
+    one-item list or array; for several: a list, tuple or array with one
+    item per row, ``{"predictions": [...]}``, a columnar mapping, a
+    DataFrame, or a ``(values, probabilities)`` pair of batches. Arrays of
+    probabilities are labelled by ``class_names``, else ``model.classes_``.
+    Return None when result and rows disagree in count.
+    """
+    count = len(rows)
+    if outputs is not None:
+        return _outputs_from_hook(outputs(result, rows), count)
+
+    labels = class_names if class_names is not None else _model_classes(model)
+    items = _result_items(result, count)
+    if items is None:
+        return None
+
+    return [
+        prediction_data(item, class_names=labels, row=row)
+        for item, row in zip(items, rows, strict=True)
+    ]
+
+
+def _outputs_from_hook(produced: Any, count: int) -> list[PredictionData] | None:
+    """Check what an ``outputs=`` hook returned."""
+    if isinstance(produced, Mapping):
+        produced = [produced]
+    if not isinstance(produced, list | tuple):
+        raise InvalidRecord(
+            f"outputs= hook returned a {_kind(produced)}; expected a list of "
+            "prediction_data mappings"
+        )
+    if len(produced) != count:
+        return None
+
+    for index, item in enumerate(produced):
+        if not isinstance(item, Mapping):
+            raise InvalidRecord(
+                f"outputs= hook item {index} is a {_kind(item)}, not a mapping"
+            )
+
+    return [_as_row(item) for item in produced]
+
+
+def _model_classes(model: Any) -> list[Any] | None:
+    """The class labels of a fitted classifier (``classes_``), if any."""
+    classes = getattr(model, "classes_", None)
+    if classes is None:
+        return None
+
+    return list(_plain_list(classes))
+
+
+def _result_items(result: Any, count: int) -> list[Any] | None:
+    """Split a call's result into one raw output per row, or None."""
+    if count == 0:
+        return []
+
+    if isinstance(result, Mapping):
+        return _items_of_mapping(result, count)
+
+    if isinstance(result, tuple) and len(result) == 2:
+        pairs = _batch_pairs(result, count)
+        if pairs is not None:
+            return pairs
+        if count == 1 and _is_scores(result[1]):
+            return [result]
+
+    sequence = _as_sequence(result)
+    if sequence is None:
+        return [result] if count == 1 else None
+    if len(sequence) == count:
+        return sequence
+    if count == 1:
+        return [result]
+
+    return None
+
+
+def _items_of_mapping(result: Mapping[Any, Any], count: int) -> list[Any] | None:
+    """Outputs held in a mapping: an envelope, columns, or one row's."""
+    inner = result.get("predictions")
+    if isinstance(inner, list | tuple) or _is_ndarray(inner):
+        inner = _plain_list(inner)
+        return inner if len(inner) == count else None
+
+    if count == 1:
+        return [result]
+
+    columns = list(result.values())
+    if columns and all(
+        isinstance(column, list | tuple) and len(column) == count for column in columns
+    ):
+        return _rows_from_columns(
+            {key: list(column) for key, column in result.items()}, "result"
+        )
+
+    return None
+
+
+def _batch_pairs(result: tuple[Any, Any], count: int) -> list[Any] | None:
+    """``(values, probabilities)`` for a batch as per-row pairs, or None."""
+    values = _as_sequence(result[0])
+    scores = _as_sequence(result[1])
+    if values is None or scores is None:
+        return None
+    if len(values) != count or len(scores) != count:
+        return None
+    if not all(_is_scores(row) for row in scores):
+        return None
+
+    return list(zip(values, scores, strict=True))
+
+
+def _as_sequence(result: Any) -> list[Any] | None:
+    """A batch result as a list of per-row items, or None if not a batch."""
+    if isinstance(result, list):
+        return result
+    if isinstance(result, tuple):
+        return list(result)
+
+    if _is_ndarray(result):
+        return None if result.ndim == 0 else _array_values(result)
+
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(result, pandas.DataFrame):
+        return _rows_from_frame(result)
+    if pandas is not None and isinstance(result, pandas.Series):
+        return result.tolist()
+
+    return None
+
+
+# --------------------------------------------------------------------------
 # One row's output
 # --------------------------------------------------------------------------
 
@@ -402,9 +798,7 @@ def _named_row(
     if names is None:
         names = _default_names(len(values))
     elif len(names) != len(values):
-        raise InvalidRecord(
-            f"{where} has {len(values)} values but feature_names has {len(names)}"
-        )
+        raise InvalidRecord(f"{where} has {len(values)} values for {len(names)} names")
 
     return dict(zip(names, values, strict=True))
 
