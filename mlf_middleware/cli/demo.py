@@ -51,7 +51,7 @@ def _app(model: Any, classes: list[str], db: Path) -> tuple[Any, Any]:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
-    from starlette.routing import Mount, Route
+    from starlette.routing import Route
 
     from ..actuals import actuals_app
     from ..middleware import PredictionLoggingMiddleware
@@ -75,7 +75,7 @@ def _app(model: Any, classes: list[str], db: Path) -> tuple[Any, Any]:
     app = Starlette(
         routes=[
             Route("/predict", predict, methods=["POST"]),
-            Mount("/actuals", app=actuals_app(recorder)),
+            Route("/actuals", actuals_app(recorder), methods=["POST"]),
         ]
     )
     return PredictionLoggingMiddleware(app, recorder), recorder
