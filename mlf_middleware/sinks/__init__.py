@@ -14,8 +14,12 @@ if TYPE_CHECKING:
     from ..records import Actual, Prediction
 
 __all__ = [
+    "HTTPSink",
     "JSONLSink",
+    "KafkaSink",
     "MemorySink",
+    "ParquetSink",
+    "PostgresSink",
     "SQLiteSink",
     "Sink",
     "SinkRejected",
@@ -40,12 +44,22 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-# scheme -> (module in this package, class, whether the URL names a file path)
-_SCHEMES: dict[str, tuple[str, str, bool]] = {
-    "sqlite": ("sqlite", "SQLiteSink", True),
-    "jsonl": ("jsonl", "JSONLSink", True),
-    "memory": ("memory", "MemorySink", False),
-    "stdout": ("stdout", "StdoutSink", False),
+# scheme -> (module in this package, class, how the URL is read):
+#   "file": the path after "scheme:///" (SQLAlchemy's rule), options from the
+#           query string, typed by the class's ``url_options``;
+#   "bare": no path, options from the query string;
+#   "url":  the class's ``from_url(url)`` reads the whole URL itself.
+_SCHEMES: dict[str, tuple[str, str, str]] = {
+    "sqlite": ("sqlite", "SQLiteSink", "file"),
+    "jsonl": ("jsonl", "JSONLSink", "file"),
+    "parquet": ("parquet", "ParquetSink", "file"),
+    "memory": ("memory", "MemorySink", "bare"),
+    "stdout": ("stdout", "StdoutSink", "bare"),
+    "postgresql": ("postgres", "PostgresSink", "url"),
+    "postgres": ("postgres", "PostgresSink", "url"),
+    "kafka": ("kafka", "KafkaSink", "url"),
+    "http": ("http", "HTTPSink", "url"),
+    "https": ("http", "HTTPSink", "url"),
 }
 
 _LAZY = {name: module for module, name, _ in _SCHEMES.values()}
@@ -85,7 +99,7 @@ def _file_path(scheme: str, rest: str) -> Path:
 def resolve_url(url: str) -> str:
     """Return ``url`` with a relative file path made absolute (picklable)."""
     scheme, rest, options = _split(url)
-    if not _SCHEMES[scheme][2]:
+    if _SCHEMES[scheme][2] != "file":
         return url
     path = _file_path(scheme, rest)
     query = "&".join(f"{k}={v}" for k, v in options.items())
@@ -96,10 +110,12 @@ def resolve_url(url: str) -> str:
 def open_sink(url: str) -> Any:
     """Build a sink from a URL such as ``sqlite:///predictions.db``."""
     scheme, rest, options = _split(url)
-    module_name, class_name, is_file = _SCHEMES[scheme]
+    module_name, class_name, kind = _SCHEMES[scheme]
     module = importlib.import_module(f"{__name__}.{module_name}")
     cls = getattr(module, class_name)
-    if is_file:
+    if kind == "url":
+        return cls.from_url(url)
+    if kind == "file":
         return cls(_file_path(scheme, rest), **_options(cls, scheme, options))
     if rest.strip("/"):
         raise ConfigError(f"{scheme}:// takes no path, got {url!r}")
