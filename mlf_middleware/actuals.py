@@ -197,7 +197,7 @@ class ActualsApp:
             return 503, {"error": "recorder unavailable"}, []
 
         accepted = 0
-        for item in items:
+        for item in items if recorder.enabled else ():
             accepted += bool(
                 recorder.record_actual(
                     item.data_id,

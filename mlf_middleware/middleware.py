@@ -18,6 +18,8 @@ import orjson
 from . import extract, hashing
 from . import recorder as _recorder_module
 from ._channel import RateLimitedLog
+from ._metadata import with_trace
+from .decorator import _set_last_data_ids
 from .exceptions import ConfigError, InvalidRecord
 
 __all__ = ["PredictionLoggingMiddleware"]
@@ -91,6 +93,14 @@ class PredictionLoggingMiddleware:
     and ``raw_data["truncated"] = "response"``, so its rows and ids still
     reach the store. Errors raised by the app pass through untouched and
     nothing is recorded for them, nor for non-2xx responses.
+
+    Each record's ``raw_data`` holds ``framework`` ("asgi"), ``method``,
+    ``path``, ``route`` (the matched route's template, under Starlette or
+    FastAPI routing), ``request_id`` (from ``x-request-id``), ``status``,
+    ``headers`` (those of ``capture_headers`` present), ``trace_id`` and
+    ``span_id`` when an OpenTelemetry span is active, and ``truncated``.
+    ``last_data_ids()`` gives the ids in the request's task once the
+    response has started.
 
     Args:
         app: the ASGI app to wrap.
@@ -335,6 +345,7 @@ class _Exchange:
         _add_id_headers(headers, ids, response)
 
         self.rows, self.ids = rows, ids
+        _set_last_data_ids(ids)
         self.response = _Buffer(self.middleware.max_body_bytes)
         self.response_encoding = encoding
         return {**message, "headers": headers}
@@ -488,7 +499,7 @@ class _Exchange:
             raw["headers"] = captured
         if truncated:
             raw["truncated"] = "response"
-        return raw
+        return with_trace(raw)
 
     def _warn_unreadable(self, side: str, reason: _Unreadable) -> None:
         warn.warning(

@@ -779,3 +779,37 @@ def test_lifespan_shutdown_flushes_off_the_event_loop():
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert len(recorder.flushed_on) == 1
     assert recorder.flushed_on[0] is not threading.main_thread()
+
+
+def test_active_span_ids_land_in_raw_data(recorder):
+    from opentelemetry import trace
+
+    context = trace.SpanContext(trace_id=0x1234, span_id=0xABC, is_remote=False)
+    middleware = PredictionLoggingMiddleware(json_app(lambda b: 1), recorder)
+
+    with trace.use_span(trace.NonRecordingSpan(context)):
+        run(call_asgi(middleware, b'{"x": 1}'))
+
+    [record] = flushed(recorder)
+    assert record.raw_data == {
+        **RAW,
+        "trace_id": "00000000000000000000000000001234",
+        "span_id": "0000000000000abc",
+    }
+
+
+def test_last_data_ids_are_set_in_the_request_task(recorder):
+    from mlf_middleware import last_data_ids
+
+    middleware = PredictionLoggingMiddleware(json_app(lambda b: [1, 2]), recorder)
+    seen = []
+
+    async def outer(scope, receive, send):
+        await middleware(scope, receive, send)
+        seen.append(last_data_ids())
+
+    run(call_asgi(outer, b'[{"x": 1}, {"x": 2}]'))
+
+    assert seen == [
+        [generate_hash_from_data({"x": 1}), generate_hash_from_data({"x": 2})]
+    ]
