@@ -6,7 +6,6 @@ from typing import Any
 
 from .exceptions import MLFError
 from .hashing import generate_hash_from_data
-from .records import Actual, Prediction
 from .recorder import (
     Recorder,
     configure,
@@ -16,6 +15,7 @@ from .recorder import (
     log_actuals,
     log_predictions,
 )
+from .records import Actual, Prediction
 
 __all__ = [
     "Actual",

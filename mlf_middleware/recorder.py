@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import hashing
+from . import hashing, metrics
 from ._channel import OVERFLOW_POLICIES, Channel, RateLimitedLog
 from .config import env_flag, env_float, env_str
 from .exceptions import ConfigError, InvalidRecord, MLFError
@@ -121,9 +121,7 @@ class Recorder:
         self._redact = _parse_paths(redact)
         self._max_record_bytes = max_record_bytes
         self._flush_timeout = (
-            env_float("MLF_FLUSH_TIMEOUT")
-            if flush_timeout is None
-            else flush_timeout
+            env_float("MLF_FLUSH_TIMEOUT") if flush_timeout is None else flush_timeout
         )
         self._clock = clock
         self._enabled = not env_flag("MLF_DISABLED") if enabled is None else enabled
@@ -133,6 +131,7 @@ class Recorder:
         self._counts: Counter[str] = Counter()
         self._closed = False
         _live.add(self)
+        metrics.install(lambda: list(_live))
 
     def _open_channels(self) -> list[Channel]:
         channels: list[Channel] = []
@@ -189,9 +188,7 @@ class Recorder:
     # -- pickling: configuration only ----------------------------------------
 
     def __reduce__(self) -> tuple[Any, ...]:
-        options = {
-            k: v for k, v in self._options.items() if k not in ("sink", "self")
-        }
+        options = {k: v for k, v in self._options.items() if k not in ("sink", "self")}
         return (_rebuild, (self._sink_specs, options))
 
     def __repr__(self) -> str:
@@ -240,8 +237,7 @@ class Recorder:
                 "schema": SCHEMA_VERSION,
                 "record_id": new_record_id(),
                 "data_id": data_id,
-                "model_version_fqn": model_version_fqn
-                or self.model_version_fqn,
+                "model_version_fqn": model_version_fqn or self.model_version_fqn,
                 "occurred_at": self._stamp(occurred_at),
                 "features": tree,
                 "prediction_data": prediction_data,
@@ -282,8 +278,7 @@ class Recorder:
                 "schema": SCHEMA_VERSION,
                 "record_id": new_record_id(),
                 "data_id": data_id,
-                "model_version_fqn": model_version_fqn
-                or self.model_version_fqn,
+                "model_version_fqn": model_version_fqn or self.model_version_fqn,
                 "occurred_at": self._stamp(occurred_at),
                 "value": value,
             }
@@ -456,9 +451,7 @@ class Recorder:
         with self._lock:
             counts = dict(self._counts)
         per_sink = {c.name: c.stats() for c in self._channels}
-        local = {
-            k: counts.get(k, 0) for k in ("invalid", "too_large") if counts.get(k)
-        }
+        local = {k: counts.get(k, 0) for k in ("invalid", "too_large") if counts.get(k)}
         by_reason: Counter[str] = Counter(local)
         for figures in per_sink.values():
             by_reason.update(figures["dropped_by_reason"])
@@ -574,8 +567,7 @@ def _records_of(items: Any, kind: type, name: str) -> list[Any]:
     for item in records:
         if not isinstance(item, kind):
             raise InvalidRecord(
-                f"{name} must hold {kind.__name__} objects, "
-                f"not {type(item).__name__}"
+                f"{name} must hold {kind.__name__} objects, not {type(item).__name__}"
             )
     return records
 

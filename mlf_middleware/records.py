@@ -63,9 +63,7 @@ def utc(value: datetime | None, *, field_name: str = "occurred_at") -> datetime:
 
 def _check_data_id(data_id: object) -> None:
     if not isinstance(data_id, str) or not data_id:
-        raise InvalidRecord(
-            f"data_id must be a non-empty string, got {data_id!r:.40}"
-        )
+        raise InvalidRecord(f"data_id must be a non-empty string, got {data_id!r:.40}")
 
 
 def check_prediction_data(prediction_data: object) -> None:
@@ -78,9 +76,7 @@ def check_prediction_data(prediction_data: object) -> None:
     if "value" not in prediction_data:
         raise InvalidRecord("prediction_data must have a 'value' key")
     if prediction_data["value"] is None and not prediction_data.get("error"):
-        raise InvalidRecord(
-            "prediction_data['value'] may be None only with an 'error'"
-        )
+        raise InvalidRecord("prediction_data['value'] may be None only with an 'error'")
     for key in ("probabilities", "shap_values"):
         extra = prediction_data.get(key)
         if extra is not None and not isinstance(extra, Mapping):

@@ -14,6 +14,7 @@ ignore a record_id they already hold, so they keep each record once.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -100,9 +101,7 @@ class Spool:
             else:
                 self._delete(segment)
         if found:
-            log.warning(
-                "spool %s: adopted %d undelivered records", self.folder, found
-            )
+            log.warning("spool %s: adopted %d undelivered records", self.folder, found)
         return found
 
     def _load(self, path: Path, fd: int) -> _Segment:
@@ -193,8 +192,11 @@ class Spool:
             for _ in range(n):
                 head.pending.popleft()
             head.records -= n
-            if head.records == 0 and (head.adopted or len(self._segments) > 1
-                                      or head.size >= self.segment_bytes):
+            if head.records == 0 and (
+                head.adopted
+                or len(self._segments) > 1
+                or head.size >= self.segment_bytes
+            ):
                 self._segments.popleft()
                 self._delete(head)
             elif head.records == 0:
@@ -231,10 +233,8 @@ class Spool:
     def after_fork_in_child(self) -> None:
         """Drop the parent's descriptors; its locks stay with the parent."""
         for segment in self._segments:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(segment.fd)
-            except OSError:
-                pass
         self._lock = threading.Lock()
         self._segments = deque()
         self._pid = os.getpid()
@@ -259,4 +259,4 @@ def _read_all(fd: int) -> bytes:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .exceptions import MLFError
-from .records import Actual, Prediction
 from .recorder import Recorder
+from .records import Actual, Prediction
 from .sinks.memory import MemorySink
 
 __all__ = ["FixedClock", "MemorySink", "flushed", "memory_recorder"]

@@ -98,9 +98,7 @@ def test_spill_policy_keeps_records_a_full_queue_cannot_hold():
 
 def test_drop_oldest_keeps_the_newest():
     sink = Gate()
-    rec = Recorder(
-        sink, batch_size=1, max_queue_records=3, overflow="drop_oldest"
-    )
+    rec = Recorder(sink, batch_size=1, max_queue_records=3, overflow="drop_oldest")
     rec.record({"i": 0}, {"value": 0})
     assert sink.entered.wait(5)
 
@@ -116,7 +114,10 @@ def test_drop_oldest_keeps_the_newest():
 def test_block_policy_waits_for_room_off_the_event_loop():
     sink = Gate()
     rec = Recorder(
-        sink, batch_size=1, max_queue_records=1, overflow="block",
+        sink,
+        batch_size=1,
+        max_queue_records=1,
+        overflow="block",
         block_timeout=5,
     )
     rec.record({"i": 0}, {"value": 0})
@@ -137,7 +138,10 @@ def test_block_policy_waits_for_room_off_the_event_loop():
 def test_block_policy_spills_on_the_event_loop():
     sink = Gate()
     rec = Recorder(
-        sink, batch_size=1, max_queue_records=1, overflow="block",
+        sink,
+        batch_size=1,
+        max_queue_records=1,
+        overflow="block",
         block_timeout=30,
     )
     rec.record({"i": 0}, {"value": 0})
@@ -218,7 +222,8 @@ def test_accounting_holds_under_concurrent_capture():
     sampler.join()
     stats = rec.close(5)
 
-    assert samples and all(balanced(s) for s in samples)
+    assert samples
+    assert all(balanced(s) for s in samples)
     assert stats["written"] == 2000
     assert len({r.record_id for r in sink.records}) == 2000
 

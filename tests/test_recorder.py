@@ -92,7 +92,10 @@ def test_redacted_value_never_reaches_the_sink():
         data_id = rec.record(features, {"value": 1}, redact=["score"])
         [p] = flushed(rec)
 
-    assert p.features == {"user": {"email": "[REDACTED]", "age": 30}, "score": "[REDACTED]"}
+    assert p.features == {
+        "user": {"email": "[REDACTED]", "age": 30},
+        "score": "[REDACTED]",
+    }
     assert data_id == generate_hash_from_data(
         {"user": {"email": "x@example.com", "age": 30}, "score": 1}
     )

@@ -1,4 +1,4 @@
-"""Entry point: ``mlf-middleware <command> ...`` (or ``python -m mlf_middleware.cli``)."""
+"""Entry point of ``mlf-middleware <command>`` and ``python -m mlf_middleware.cli``."""
 
 from __future__ import annotations
 

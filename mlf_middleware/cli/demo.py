@@ -35,7 +35,10 @@ def _train(seed: int) -> tuple[Any, list[dict[str, float]], list[str], list[str]
     names = [str(n).replace(" ", "_") for n in data.feature_names]
     classes = [str(c) for c in data.target_names]
     x_train, x_test, y_train, y_test = train_test_split(
-        data.data, data.target, test_size=0.3, random_state=seed,
+        data.data,
+        data.target,
+        test_size=0.3,
+        random_state=seed,
         stratify=data.target,
     )
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
@@ -131,9 +134,7 @@ def _send(base: str, rows: list[dict], labels: list[str]) -> tuple[list, list]:
             i, n = i + size, n + 1
 
         # Ground truth arrives later, keyed by the ids the server handed out.
-        actuals = [
-            {"data_id": d, "value": y} for d, y in zip(ids, labels, strict=True)
-        ]
+        actuals = [{"data_id": d, "value": y} for d, y in zip(ids, labels, strict=True)]
         client.post("/actuals", json=actuals).raise_for_status()
 
     return ids, predicted
@@ -164,7 +165,7 @@ def run(argv: Sequence[str]) -> int:
     app, recorder = _app(model, classes, db)
     with _Server(app) as base:
         print(f"serving on {base}; sending {len(rows)} held-out rows")
-        ids, predicted = _send(base, rows, labels)
+        _, predicted = _send(base, rows, labels)
     stats = recorder.close(timeout=10)
 
     figures = summarize(SQLiteSink(db).joined(MODEL))

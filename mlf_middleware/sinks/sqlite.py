@@ -128,7 +128,9 @@ class SQLiteSink:
         os.close(open_private(self.path, os.O_RDWR))
 
         conn = sqlite3.connect(
-            self.path, timeout=self.timeout, check_same_thread=False,
+            self.path,
+            timeout=self.timeout,
+            check_same_thread=False,
             isolation_level=None,
         )
         try:

@@ -14,8 +14,13 @@ T = datetime(2024, 3, 1, 12, tzinfo=UTC)
 def prediction(data_id, value, *, at=T, model="m:1", record_id=None):
     extra = {"record_id": record_id} if record_id else {}
     return Prediction(
-        data_id, {"x": value}, {"value": value}, occurred_at=at,
-        model_version_fqn=model, latency_ms=1.0, **extra,
+        data_id,
+        {"x": value},
+        {"value": value},
+        occurred_at=at,
+        model_version_fqn=model,
+        latency_ms=1.0,
+        **extra,
     )
 
 
