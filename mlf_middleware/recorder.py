@@ -337,6 +337,15 @@ class Recorder:
         for channel in self._channels:
             channel.offer(data)
 
+    def offer_encoded(self, data: bytes) -> None:
+        """Hand an already-encoded record (its wire JSON) to every sink.
+
+        For tools that move stored records (``mlf-middleware replay``): the
+        record keeps its ids and time; no sampling or redaction is applied.
+        """
+        for channel in self._channels:
+            channel.offer(data)
+
     def _drop_invalid(self, exc: BaseException) -> None:
         self._count("invalid")
         warn.warning(
