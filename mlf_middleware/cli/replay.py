@@ -13,8 +13,8 @@ from __future__ import annotations
 import fcntl
 import gzip
 import hashlib
-import os
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path

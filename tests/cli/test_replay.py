@@ -22,7 +22,7 @@ def jsonl_folder(tmp_path, n):
 
 
 def test_jsonl_folder_is_delivered_with_its_ids(tmp_path, capsys):
-    source, ids = jsonl_folder(tmp_path, 20)
+    source, _ = jsonl_folder(tmp_path, 20)
     sent = JSONLSink(source).read_records()
 
     code = main(["replay", str(source), "--sink", f"sqlite:///{tmp_path}/d.db"])
