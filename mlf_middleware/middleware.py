@@ -173,7 +173,10 @@ class PredictionLoggingMiddleware:
         if kind == "http" and scope["method"] in _METHODS:
             exchange = self._open(scope, receive, send)
             if exchange is not None:
-                await self.app(scope, exchange.receive, exchange.send)
+                try:
+                    await self.app(scope, exchange.receive, exchange.send)
+                finally:
+                    exchange.close()
                 return
         elif kind == "lifespan":
             await self.app(scope, receive, self._flushing_on_shutdown(send))
@@ -196,7 +199,10 @@ class PredictionLoggingMiddleware:
             recorder = self.recorder or _default_recorder(create=True)
             if recorder is None or not recorder.enabled:
                 return None
-            headers = _scan_headers(scope.get("headers") or (), self._wanted)
+            # ASGI servers give request header names in lower case already.
+            headers = _scan_headers(
+                scope.get("headers") or (), self._wanted, lower=False
+            )
             if not _is_json(headers.get(_CONTENT_TYPE)):
                 return None
             return _Exchange(self, recorder, headers, scope, receive, send)
@@ -276,6 +282,16 @@ class _Exchange:
         # Nested middlewares chain their exchanges so one skip() reaches all.
         self.parent = scope.get(EXCHANGE_KEY)
         scope[EXCHANGE_KEY] = self
+
+    def close(self) -> None:
+        """Unhook from the scope, so the request's memory is freed at once."""
+        if self.scope.get(EXCHANGE_KEY) is self:
+            if self.parent is None:
+                del self.scope[EXCHANGE_KEY]
+            else:
+                self.scope[EXCHANGE_KEY] = self.parent
+        self.rows = self.ids = self.response = None
+        self.request.release()
 
     def skip(self) -> None:
         """Leave this request uncaptured (an actuals_app is answering it)."""
@@ -549,12 +565,20 @@ class _Buffer:
             return
         self.chunks.append(bytes(chunk))
 
+    def release(self) -> None:
+        """Drop the kept bytes and keep nothing more."""
+        self.chunks = []
+        self.complete = True
+
     def parse(self, encoding: bytes, max_depth: int) -> Any:
         """Return the parsed JSON body, ``_EMPTY``, or raise _Unreadable."""
         if self.overflow:
             raise _Unreadable("too large")
-        data = _decoded(b"".join(self.chunks), encoding, self.limit)
-        if not data.strip():
+        chunks = self.chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if encoding:
+            data = _decoded(data, encoding, self.limit)
+        if not data:
             return _EMPTY
 
         try:
@@ -572,7 +596,7 @@ def _decoded(data: bytes, encoding: bytes, limit: int) -> bytes:
     wbits = _DECODABLE.get(encoding)
     if wbits is None:
         raise _Unreadable("in an unsupported content coding")
-    if not wbits:
+    if not wbits:  # identity
         return data
 
     try:
@@ -621,12 +645,16 @@ def _default_recorder(*, create: bool) -> Any:
 
 
 def _scan_headers(
-    headers: Iterable[tuple[bytes, bytes]], wanted: frozenset[bytes]
+    headers: Iterable[tuple[bytes, bytes]],
+    wanted: frozenset[bytes],
+    *,
+    lower: bool = True,
 ) -> dict[bytes, bytes]:
     """Collect the wanted headers (names lower case, repeats joined by ", ")."""
     found: dict[bytes, bytes] = {}
     for name, value in headers:
-        name = bytes(name).lower()
+        if lower:
+            name = bytes(name).lower()
         if name in wanted:
             previous = found.get(name)
             found[name] = (

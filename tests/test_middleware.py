@@ -16,7 +16,7 @@ from mlf_middleware import generate_hash_from_data
 from mlf_middleware import middleware as middleware_module
 from mlf_middleware._channel import RateLimitedLog
 from mlf_middleware.exceptions import ConfigError
-from mlf_middleware.middleware import PredictionLoggingMiddleware
+from mlf_middleware.middleware import EXCHANGE_KEY, PredictionLoggingMiddleware
 from mlf_middleware.testing import FixedClock, flushed, memory_recorder
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -813,3 +813,25 @@ def test_last_data_ids_are_set_in_the_request_task(recorder):
     assert seen == [
         [generate_hash_from_data({"x": 1}), generate_hash_from_data({"x": 2})]
     ]
+
+
+def test_request_state_leaves_the_scope_when_done(recorder):
+    scope = http_scope()
+    middleware = PredictionLoggingMiddleware(json_app(lambda b: 1), recorder)
+
+    run(call_asgi(middleware, b'{"x": 1}', scope=scope))
+
+    assert EXCHANGE_KEY not in scope
+
+
+def test_nested_middlewares_both_skip_an_actuals_request(recorder):
+    from mlf_middleware.actuals import actuals_app
+
+    inner = PredictionLoggingMiddleware(actuals_app(recorder), recorder)
+    outer = PredictionLoggingMiddleware(inner, recorder)
+
+    result = run(call_asgi(outer, b'{"data_id": "a", "value": 1}'))
+
+    assert result.status == 202
+    assert result.header("x-data-id") is None
+    assert [type(r).__name__ for r in flushed(recorder)] == ["Actual"]
