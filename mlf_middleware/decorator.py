@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+import sys
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Sequence
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 warn = RateLimitedLog(log)
 
 _ID_MODES = ("hash", "hash+time", "random")
+_OTEL = "opentelemetry.trace"
 _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}", re.ASCII)
 
 _last_ids: ContextVar[tuple[str, ...]] = ContextVar(
@@ -497,10 +499,8 @@ class _Capture:
 
     def recorder(self) -> Any:
         """The recorder for this call, or None when capture is off."""
-        recorder = self._settings.recorder
         try:
-            if recorder is None:
-                recorder = get_recorder()
+            recorder = self._settings.recorder or get_recorder()
             return recorder if recorder.enabled else None
         except Exception as exc:
             self._skip(exc)
@@ -576,15 +576,18 @@ class _Capture:
         latency_ms: float,
     ) -> None:
         settings = self._settings
-        raw_data = with_trace({"framework": "python", "function": self._name})
-        occurred_at = datetime.now(UTC) if settings.id == "hash+time" else None
+        raw_data = {"framework": "python", "function": self._name}
+        if _OTEL in sys.modules:  # no span can be active before it is imported
+            with_trace(raw_data)
+        mode = settings.id
+        occurred_at = datetime.now(UTC) if mode == "hash+time" else None
 
         ids = []
-        for row, prediction_data in zip(rows, outputs, strict=True):
+        for index, row in enumerate(rows):
             data_id = recorder.record(
                 row,
-                prediction_data,
-                data_id=self._data_id(row, occurred_at),
+                outputs[index],
+                data_id=None if mode == "hash" else self._data_id(row, occurred_at),
                 occurred_at=occurred_at,
                 raw_data=raw_data,
                 model_version_fqn=settings.model_version_fqn,
