@@ -97,8 +97,10 @@ def _value(value: Any, keep: bool, depth: int) -> Any:
         return value if keep or value - value == 0.0 else nonfinite_name(value)
     if kind is dict:
         return _mapping(value, keep, depth + 1, copy=False)
-    if kind is list or kind is tuple:
-        return _sequence(value, keep, depth + 1)
+    if kind is list:
+        return _sequence(value, keep, depth + 1, copy=False)
+    if kind is tuple:
+        return _sequence(value, keep, depth + 1, copy=True)
 
     return _other(value, keep, depth)
 
@@ -127,24 +129,24 @@ def _mapping(mapping: Mapping, keep: bool, depth: int, *, copy: bool) -> dict:
     return mapping if out is None else out  # type: ignore[return-value]
 
 
-def _sequence(items: Sequence, keep: bool, depth: int) -> list:
+def _sequence(items: Sequence, keep: bool, depth: int, *, copy: bool) -> list:
+    """Normalise items; a list is copied only once an item changes."""
     _check_depth(depth)
+    out: list | None = [] if copy else None
+    index = 0
     try:
-        return [_value(item, keep, depth) for item in items]
+        for index, item in enumerate(items):
+            new = _value(item, keep, depth)
+            if out is None:
+                if new is item:
+                    continue
+                out = items[:index]  # type: ignore[assignment]
+            out.append(new)
     except _Refusal as refusal:
-        refusal.steps.append(f"[{_failing_index(items, keep, depth)}]")
+        refusal.steps.append(f"[{index}]")
         raise
 
-
-def _failing_index(items: Sequence, keep: bool, depth: int) -> int | str:
-    """Find which item was refused (only ever run on the error path)."""
-    for index, item in enumerate(items):
-        try:
-            _value(item, keep, depth)
-        except _Refusal:
-            return index
-
-    return "?"
+    return items if out is None else out  # type: ignore[return-value]
 
 
 def _set(items: Set, keep: bool, depth: int) -> list:
@@ -223,11 +225,11 @@ def _from_shape(value: Any, keep: bool, depth: int) -> Any:
     if isinstance(value, Set):
         return _set(value, keep, depth + 1)
     if isinstance(value, Sequence):
-        return _sequence(value, keep, depth + 1)
+        return _sequence(value, keep, depth + 1, copy=True)
     if hasattr(value, "tolist") and hasattr(value, "dtype"):
         # pandas Series, Index and extension arrays: their items as Python
         # objects (Timestamps, pandas.NA, ...), converted like any other
-        return _sequence(value.tolist(), keep, depth + 1)
+        return _sequence(value.tolist(), keep, depth + 1, copy=False)
 
     hint = next((h for t, h in _HINTS.items() if isinstance(value, t)), "")
     raise _Refusal(UnsupportedValue, f"unsupported type {_type_name(value)}{hint}")
@@ -252,9 +254,9 @@ def _numpy_array(array: Any, keep: bool, depth: int) -> Any:
         return _value(array[()], keep, depth)
     if array.dtype.kind in "biufUSO":
         # tolist() gives Python numbers, exact for every float width
-        return _sequence(array.tolist(), keep, depth + 1)
+        return _sequence(array.tolist(), keep, depth + 1, copy=False)
 
-    return _sequence(list(array), keep, depth + 1)
+    return _sequence(list(array), keep, depth + 1, copy=False)
 
 
 def _datetime64(value: Any) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from ._canonical import clean_text, write
+from ._canonical import clean_text, number_text, write
 from ._normalize import MAX_DEPTH, format_timestamp, normalize_tree
 from .exceptions import ConfigError, UnsupportedValue
 
@@ -41,6 +41,9 @@ _CANONICAL_NS = NAMESPACE.bytes
 _MLFOUNDRY_NS = uuid.NAMESPACE_X500.bytes
 _sha1 = hashlib.sha1
 _orjson_dumps = orjson.dumps
+_Fragment = orjson.Fragment
+_LEAVES = frozenset({str, int, bool, type(None)})
+_EXACT_INT = 2.0**53  # integral floats below this print as exact integers
 
 # orjson must refuse (raise TypeError) whatever it would write differently
 # from the normaliser: numpy, subclasses, dates, dataclasses. What it accepts
@@ -53,9 +56,9 @@ _STRICT = (
 )
 _SORTED = _STRICT | orjson.OPT_SORT_KEYS
 
-# Signs that orjson's text may differ from RFC 8785: an integral float
-# ("1.0"), an exponent ("1e+16", "1e-6"), or a float NaN written as null.
-# They may also match inside strings; that only costs the slow path.
+# Signs that orjson wrote a float otherwise than RFC 8785: an integral float
+# ("1.0"), an exponent ("1e+16", "1e-6"). They may also match inside strings,
+# which costs a second pass, never a wrong text.
 _INTEGRAL_FLOAT = re.compile(rb"\.0(?:[,\]}]|$)")
 _FOUR_BYTE_CHAR = re.compile(rb"[\xf0-\xf4]")
 
@@ -107,32 +110,72 @@ def canonical_json(tree: Any) -> str:
 
 
 def _canonical_bytes(tree: Any) -> bytes:
-    text = _fast_canonical(tree)
+    text = _fast_text(tree, raw=False)
     if text is not None:
         return text
 
     return write(tree).encode("utf-8")
 
 
-def _fast_canonical(value: Any) -> bytes | None:
-    """Return orjson's text of ``value`` when it is RFC 8785, else None."""
+def _fast_text(value: Any, *, raw: bool) -> bytes | None:
+    """Return RFC 8785 bytes written by orjson, or None for the slow path.
+
+    With ``raw`` the value comes straight from the caller, so a float NaN
+    (which orjson writes as null) also sends it to normalize() first.
+    """
     try:
         text = _orjson_dumps(value, option=_SORTED)
-    except TypeError:  # a type we must convert, a surrogate, a huge int
+    except TypeError:  # a type to convert, a surrogate, an int beyond 64 bits
+        return None
+    if raw and b"null" in text:
         return None
     if (
         b"e+" in text
         or b"e-" in text
-        or b"null" in text
         or (b".0" in text and _INTEGRAL_FLOAT.search(text))
     ):
-        return None
-    # orjson sorts keys by code point; RFC 8785 by UTF-16 code unit. The
-    # two differ only when a key holds a character beyond U+FFFF.
+        try:
+            text = _orjson_dumps(_exact_floats(value), option=_SORTED)
+        except _NotPlain:
+            return None
+    # orjson sorts keys by code point, RFC 8785 by UTF-16 code unit: they
+    # differ only around characters beyond U+FFFF, which the slow path sorts.
     if not text.isascii() and _FOUR_BYTE_CHAR.search(text):
         return None
 
     return text
+
+
+class _NotPlain(Exception):
+    """A value that only the normaliser can convert (an Enum, a UUID)."""
+
+
+def _exact_floats(value: Any) -> Any:
+    """Copy a plain tree with each float that orjson writes otherwise fixed."""
+    kind = type(value)
+    if kind is dict:
+        return {
+            key: item if type(item) in _LEAVES else _exact_floats(item)
+            for key, item in value.items()
+        }
+    if kind is list or kind is tuple:
+        return [
+            item if type(item) in _LEAVES else _exact_floats(item) for item in value
+        ]
+    if kind is float:
+        return _exact_float(value)
+
+    raise _NotPlain
+
+
+def _exact_float(number: float) -> Any:
+    """Return ``number`` as orjson will write in RFC 8785 form."""
+    if number.is_integer():
+        if -_EXACT_INT < number < _EXACT_INT:
+            return int(number)  # "1" rather than "1.0"; -0.0 becomes 0
+    elif not -1e-4 < number < 1e-4:
+        return number  # orjson's shortest digits, placed as ECMAScript does
+    return _Fragment(number_text(number))
 
 
 def data_id_of_normalized(tree: Any, timestamp: datetime | None = None) -> str:
@@ -157,7 +200,7 @@ def generate_hash_from_data(
     given, is part of the id.
     """
     if scheme == "canonical":
-        text = _fast_canonical(features)
+        text = _fast_text(features, raw=True)
         if text is None:
             text = _canonical_bytes(normalize(features, path="features"))
         if timestamp is not None:
