@@ -13,17 +13,17 @@ import anyio.to_thread
 import orjson
 
 from . import extract, hashing
-from .config import env_str
-from .exceptions import ConfigError, MLFError
-from .middleware import (
+from ._asgi import (
     EXCHANGE_KEY,
     VALID_ID,
     Message,
     Receive,
     Scope,
     Send,
-    _default_recorder,
+    default_recorder,
 )
+from .config import env_str
+from .exceptions import ConfigError, MLFError
 
 __all__ = ["ActualsApp", "actuals_app"]
 
@@ -191,7 +191,9 @@ class ActualsApp:
         self, items: list[_Item]
     ) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
         try:
-            recorder = self.recorder or _default_recorder(create=True)
+            recorder = self.recorder
+            if recorder is None:
+                recorder = default_recorder(create=True)
         except Exception as exc:  # e.g. a bad MLF_SINK
             log.warning("actuals not recorded: %s", type(exc).__name__)
             return 503, {"error": "recorder unavailable"}, []
@@ -280,7 +282,9 @@ class ActualsApp:
                 return
 
     async def _flush(self) -> None:
-        recorder = self.recorder or _default_recorder(create=False)
+        recorder = self.recorder
+        if recorder is None:
+            recorder = default_recorder(create=False)
         if recorder is None:
             return
 

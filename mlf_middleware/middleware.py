@@ -2,69 +2,29 @@
 
 from __future__ import annotations
 
-import fnmatch
 import logging
-import re
 import time
 import uuid
-import zlib
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio.to_thread
-import orjson
 
+from . import _asgi as asgi
 from . import extract, hashing
-from . import recorder as _recorder_module
+from ._asgi import EXCHANGE_KEY, VALID_ID, ASGIApp, Message, Receive, Scope, Send
 from ._channel import RateLimitedLog
 from ._metadata import with_trace
 from .decorator import _set_last_data_ids
-from .exceptions import ConfigError, InvalidRecord
+from .exceptions import InvalidRecord
 
 __all__ = ["PredictionLoggingMiddleware"]
 
 log = logging.getLogger(__name__)
 warn = RateLimitedLog(log)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-# The scope key under which each request's capture state is reachable, so
-# that an actuals_app answering the request can tell the middleware to leave
-# it alone. Only code running inside the app can see it; clients cannot.
-EXCHANGE_KEY = "mlf_middleware.exchange"
-
-MAX_HEADER_IDS = 100
-SECRET_HEADERS = frozenset(
-    {"authorization", "cookie", "set-cookie", "proxy-authorization", "x-api-key"}
-)
-VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}", re.ASCII)
-
 _METHODS = frozenset({"POST", "PUT"})
-_ID_MODES = ("hash", "hash+time", "random")
-_DECODABLE = {b"": 0, b"identity": 0, b"gzip": 47, b"x-gzip": 47, b"deflate": 47}
-_CONTENT_TYPE = b"content-type"
-_CONTENT_ENCODING = b"content-encoding"
-_REQUEST_ID = b"x-request-id"
-
-
-class _Unreadable(Exception):
-    """A body we cannot capture; the argument is a reason from _REASONS."""
-
-
-# Why a body could not be read, and the error recorded when a response is
-# over a cap (the rows and ids are still worth keeping then).
-_REASONS = {
-    "too large": "ResponseTooLarge",
-    "too deeply nested": "ResponseTooDeep",
-    "not JSON": None,
-    "empty": None,
-    "in an unsupported content coding": None,
-}
 
 
 class PredictionLoggingMiddleware:
@@ -153,18 +113,18 @@ class PredictionLoggingMiddleware:
         self.app = app
         self.recorder = recorder
         self.model_version_fqn = model_version_fqn
-        self.features = _callable_or_none("features", features)
-        self.outputs = _callable_or_none("outputs", outputs)
-        self.feature_names = _optional_list("feature_names", feature_names)
-        self.class_names = _optional_list("class_names", class_names)
-        self.max_body_bytes = _positive_int("max_body_bytes", max_body_bytes)
-        self.max_depth = _positive_int("max_depth", max_depth)
-        self.redact = tuple(_strings("redact", redact))
-        self._include, self._exclude = _compile_paths(paths)
-        self._id_mode, self._id_arg = _parse_id(id)
-        self._captured = _captured_headers(capture_headers)
+        self.features = asgi.callable_or_none("features", features)
+        self.outputs = asgi.callable_or_none("outputs", outputs)
+        self.feature_names = asgi.optional_list("feature_names", feature_names)
+        self.class_names = asgi.optional_list("class_names", class_names)
+        self.max_body_bytes = asgi.positive_int("max_body_bytes", max_body_bytes)
+        self.max_depth = asgi.positive_int("max_depth", max_depth)
+        self.redact = tuple(asgi.strings("redact", redact))
+        self._include, self._exclude = asgi.compile_paths(paths)
+        self._id_mode, self._id_arg = asgi.parse_id(id)
+        self._captured = asgi.captured_headers(capture_headers)
         self._wanted = frozenset(
-            {_CONTENT_TYPE, _CONTENT_ENCODING, _REQUEST_ID, *self._captured}
+            {asgi.CONTENT_TYPE, asgi.CONTENT_ENCODING, asgi.REQUEST_ID, *self._captured}
             | ({self._id_arg} if self._id_mode == "header" else set())
         )
 
@@ -196,14 +156,16 @@ class PredictionLoggingMiddleware:
         try:
             if not self.wants(scope["path"]):
                 return None
-            recorder = self.recorder or _default_recorder(create=True)
-            if recorder is None or not recorder.enabled:
+            recorder = self.recorder
+            if recorder is None:
+                recorder = asgi.default_recorder(create=True)
+            if not recorder.enabled:
                 return None
             # ASGI servers give request header names in lower case already.
-            headers = _scan_headers(
+            headers = asgi.scan_headers(
                 scope.get("headers") or (), self._wanted, lower=False
             )
-            if not _is_json(headers.get(_CONTENT_TYPE)):
+            if not asgi.is_json(headers.get(asgi.CONTENT_TYPE)):
                 return None
             return _Exchange(self, recorder, headers, scope, receive, send)
         except Exception as exc:  # a broken recorder must not break serving
@@ -222,7 +184,9 @@ class PredictionLoggingMiddleware:
 
     async def _flush(self) -> None:
         """Flush the recorder on a worker thread: flush() blocks."""
-        recorder = self.recorder or _default_recorder(create=False)
+        recorder = self.recorder
+        if recorder is None:
+            recorder = asgi.default_recorder(create=False)
         if recorder is None:
             return
 
@@ -270,8 +234,8 @@ class _Exchange:
         self.scope = scope
         self.server_receive = receive
         self.server_send = send
-        self.request = _Buffer(middleware.max_body_bytes)
-        self.response: _Buffer | None = None
+        self.request = asgi.Buffer(middleware.max_body_bytes)
+        self.response: asgi.Buffer | None = None
         self.response_encoding = b""
         self.rows: list[Mapping[str, Any]] | None = None
         self.ids: list[str] | None = None
@@ -348,9 +312,14 @@ class _Exchange:
         self.status = status = message["status"]
         if self.skipped or not 200 <= status < 300:
             return message
-        response = _scan_headers(message.get("headers") or (), _RESPONSE_HEADERS)
-        encoding = (response.get(_CONTENT_ENCODING) or b"").strip().lower()
-        if not _is_json(response.get(_CONTENT_TYPE)) or encoding not in _DECODABLE:
+        response = asgi.scan_headers(
+            message.get("headers") or (), asgi.RESPONSE_HEADERS
+        )
+        encoding = (response.get(asgi.CONTENT_ENCODING) or b"").strip().lower()
+        if (
+            not asgi.is_json(response.get(asgi.CONTENT_TYPE))
+            or encoding not in asgi.DECODABLE
+        ):
             return message
         rows = self._request_rows()
         if not rows:
@@ -358,11 +327,11 @@ class _Exchange:
 
         ids = self._make_ids(rows)
         headers = list(message.get("headers") or ())
-        _add_id_headers(headers, ids, response)
+        asgi.add_id_headers(headers, ids, response)
 
         self.rows, self.ids = rows, ids
         _set_last_data_ids(ids)
-        self.response = _Buffer(self.middleware.max_body_bytes)
+        self.response = asgi.Buffer(self.middleware.max_body_bytes)
         self.response_encoding = encoding
         return {**message, "headers": headers}
 
@@ -374,12 +343,12 @@ class _Exchange:
 
         middleware = self.middleware
         try:
-            encoding = self.headers.get(_CONTENT_ENCODING, b"").strip().lower()
+            encoding = self.headers.get(asgi.CONTENT_ENCODING, b"").strip().lower()
             body = self.request.parse(encoding, middleware.max_depth)
-        except _Unreadable as reason:
+        except asgi.Unreadable as reason:
             self._warn_unreadable("request", reason)
             return None
-        if body is _EMPTY:
+        if body is asgi.EMPTY:
             return None
 
         if middleware.features is not None:
@@ -397,7 +366,7 @@ class _Exchange:
 
         warn.warning(
             "rows",
-            "request on %s not captured: no rows of features",
+            "request on %r not captured: no rows of features",
             self.scope.get("path"),
         )
         return None
@@ -413,7 +382,7 @@ class _Exchange:
             return [uuid.uuid4().hex for _ in rows]
 
         if mode == "header":
-            given = _split_ids(self.headers.get(arg), len(rows))
+            given = asgi.split_ids(self.headers.get(arg), len(rows))
         elif mode == "field":
             given = [row.get(arg) for row in rows]
         else:
@@ -441,8 +410,8 @@ class _Exchange:
         truncated = False
         try:
             outputs = self._outputs(rows)
-        except _Unreadable as reason:
-            error = _REASONS[reason.args[0]]
+        except asgi.Unreadable as reason:
+            error = asgi.REASONS[reason.args[0]]
             if error is None:
                 self._warn_unreadable("response", reason)
                 return
@@ -470,8 +439,8 @@ class _Exchange:
         """One prediction_data per row from the response, or None (logged)."""
         middleware = self.middleware
         body = self.response.parse(self.response_encoding, middleware.max_depth)
-        if body is _EMPTY:
-            raise _Unreadable("empty")
+        if body is asgi.EMPTY:
+            raise asgi.Unreadable("empty")
 
         if middleware.outputs is not None:
             outputs = middleware.outputs(body, rows)
@@ -484,7 +453,7 @@ class _Exchange:
 
         warn.warning(
             "outputs",
-            "response on %s not recorded: %s outputs for %d rows",
+            "response on %r not recorded: %s outputs for %d rows",
             self.scope.get("path"),
             len(outputs) if isinstance(outputs, list) else "no",
             len(rows),
@@ -501,7 +470,7 @@ class _Exchange:
         route = getattr(scope.get("route"), "path", None)
         if isinstance(route, str):
             raw["route"] = route
-        request_id = self.headers.get(_REQUEST_ID)
+        request_id = self.headers.get(asgi.REQUEST_ID)
         if request_id:
             raw["request_id"] = request_id[:256].decode("latin-1")
         raw["status"] = self.status
@@ -517,194 +486,15 @@ class _Exchange:
             raw["truncated"] = "response"
         return with_trace(raw)
 
-    def _warn_unreadable(self, side: str, reason: _Unreadable) -> None:
+    def _warn_unreadable(self, side: str, reason: asgi.Unreadable) -> None:
         warn.warning(
             f"unreadable-{side}",
-            "%s %s not captured: the %s body is %s",
+            "%s %r not captured: the %s body is %s",
             self.scope["method"],
             self.scope.get("path"),
             side,
             reason.args[0],
         )
-
-
-_EMPTY = object()
-_RESPONSE_HEADERS = frozenset(
-    {
-        _CONTENT_TYPE,
-        _CONTENT_ENCODING,
-        b"access-control-allow-origin",
-        b"access-control-expose-headers",
-    }
-)
-
-
-class _Buffer:
-    """A capped copy of a body, kept chunk by chunk."""
-
-    __slots__ = ("chunks", "complete", "limit", "overflow", "size")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.complete = False
-        self.overflow = False
-
-    def add(self, chunk: Any, more_body: Any) -> None:
-        """Keep a copy of ``chunk``: the sender may reuse its buffer."""
-        if not more_body:
-            self.complete = True
-        if self.overflow or not chunk:
-            return
-
-        self.size += len(chunk)
-        if self.size > self.limit:
-            self.overflow = True
-            self.chunks = []
-            return
-        self.chunks.append(bytes(chunk))
-
-    def release(self) -> None:
-        """Drop the kept bytes and keep nothing more."""
-        self.chunks = []
-        self.complete = True
-
-    def parse(self, encoding: bytes, max_depth: int) -> Any:
-        """Return the parsed JSON body, ``_EMPTY``, or raise _Unreadable."""
-        if self.overflow:
-            raise _Unreadable("too large")
-        chunks = self.chunks
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if encoding:
-            data = _decoded(data, encoding, self.limit)
-        if not data:
-            return _EMPTY
-
-        try:
-            body = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise _Unreadable("not JSON") from None
-        if _deeper_than(body, data, max_depth):
-            raise _Unreadable("too deeply nested")
-
-        return body
-
-
-def _decoded(data: bytes, encoding: bytes, limit: int) -> bytes:
-    """Undo gzip or deflate content coding, within ``limit`` bytes."""
-    wbits = _DECODABLE.get(encoding)
-    if wbits is None:
-        raise _Unreadable("in an unsupported content coding")
-    if not wbits:  # identity
-        return data
-
-    try:
-        decoded = zlib.decompressobj(wbits).decompress(data, limit + 1)
-    except zlib.error:
-        raise _Unreadable("not JSON") from None
-    if len(decoded) > limit:
-        raise _Unreadable("too large")
-
-    return decoded
-
-
-def _deeper_than(body: Any, data: bytes, limit: int) -> bool:
-    """Tell whether the JSON value nests containers deeper than ``limit``."""
-    # Each level needs its own bracket, so few brackets means shallow.
-    if not isinstance(body, dict | list):
-        return False
-    if data.count(b"{") + data.count(b"[") <= limit:
-        return False
-
-    stack = [(body, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = node.values() if isinstance(node, dict) else node
-        for child in children:
-            if isinstance(child, dict | list):
-                stack.append((child, depth + 1))
-
-    return False
-
-
-# -- small helpers ---------------------------------------------------------------
-
-
-def _default_recorder(*, create: bool) -> Any:
-    """Return the process-wide recorder, building it only when asked."""
-    # Reading the module global first avoids get_recorder()'s lock on the
-    # event loop once the default exists.
-    existing = getattr(_recorder_module, "_default", None)
-    if existing is not None or not create:
-        return existing
-
-    return _recorder_module.get_recorder()
-
-
-def _scan_headers(
-    headers: Iterable[tuple[bytes, bytes]],
-    wanted: frozenset[bytes],
-    *,
-    lower: bool = True,
-) -> dict[bytes, bytes]:
-    """Collect the wanted headers (names lower case, repeats joined by ", ")."""
-    found: dict[bytes, bytes] = {}
-    for name, value in headers:
-        if lower:
-            name = bytes(name).lower()
-        if name in wanted:
-            previous = found.get(name)
-            found[name] = (
-                bytes(value) if previous is None else (previous + b", " + bytes(value))
-            )
-
-    return found
-
-
-def _is_json(content_type: bytes | None) -> bool:
-    """JSON media types, or none at all (many clients send no type)."""
-    if content_type is None:
-        return True
-    media = content_type.split(b";", 1)[0].strip().lower()
-
-    return media == b"application/json" or media.endswith(b"+json")
-
-
-def _add_id_headers(
-    headers: list[Any], ids: list[str], response: dict[bytes, bytes]
-) -> None:
-    """Append x-data-id (or x-data-id-count) and expose it for CORS."""
-    if len(ids) <= MAX_HEADER_IDS:
-        name = b"x-data-id"
-        headers.append((name, ",".join(ids).encode("ascii")))
-    else:
-        name = b"x-data-id-count"
-        headers.append((name, str(len(ids)).encode("ascii")))
-    if b"access-control-allow-origin" not in response:
-        return
-
-    exposed = response.get(b"access-control-expose-headers")
-    if exposed is None:
-        headers.append((b"access-control-expose-headers", name))
-        return
-    listed = {item.strip().lower() for item in exposed.split(b",")}
-    if name in listed:
-        return
-    for index, (key, _) in enumerate(headers):
-        if bytes(key).lower() == b"access-control-expose-headers":
-            headers[index] = (key, exposed + b", " + name)
-
-
-def _split_ids(value: bytes | None, count: int) -> list[Any]:
-    """Split a header of comma-separated ids; None for each when it fails."""
-    if value is None:
-        return [None] * count
-    parts = [part.strip() for part in value.decode("latin-1").split(",")]
-
-    return parts if len(parts) == count else [None] * count
 
 
 def _valid_id(value: Any, row: Mapping[str, Any]) -> str:
@@ -720,89 +510,3 @@ def _valid_id(value: Any, row: Mapping[str, Any]) -> str:
         "letters, digits and ._:-; using the canonical hash",
     )
     return hashing.generate_hash_from_data(row)
-
-
-# -- option checks ---------------------------------------------------------------
-
-
-def _parse_id(value: Any) -> tuple[str, Any]:
-    if callable(value):
-        return "callable", value
-    if value in _ID_MODES:
-        return value, None
-    if isinstance(value, str):
-        kind, _, name = value.partition(":")
-        if kind == "header" and name.strip():
-            return "header", name.strip().lower().encode("latin-1")
-        if kind == "field" and name:
-            return "field", name
-
-    raise ConfigError(
-        "id must be 'hash', 'hash+time', 'random', 'header:<name>', "
-        f"'field:<name>' or a callable, got {value!r}"
-    )
-
-
-def _compile_paths(
-    paths: Iterable[str] | str | None,
-) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
-    """Compile include and exclude globs into one regex each."""
-    include: list[str] = []
-    exclude: list[str] = []
-    for pattern in _strings("paths", paths or ()):
-        glob = pattern.removeprefix("!")
-        if not glob:
-            raise ConfigError(f"paths has an empty pattern: {pattern!r}")
-        target = exclude if pattern.startswith("!") else include
-        target.append(fnmatch.translate(glob))
-
-    def joined(patterns: list[str]) -> re.Pattern[str] | None:
-        return re.compile("|".join(patterns)) if patterns else None
-
-    return joined(include), joined(exclude)
-
-
-def _captured_headers(names: Iterable[str] | str) -> frozenset[bytes]:
-    """Lower-case the names to capture, leaving out the secret ones."""
-    kept = {n.strip().lower() for n in _strings("capture_headers", names)}
-
-    return frozenset(name.encode("latin-1") for name in kept - SECRET_HEADERS if name)
-
-
-def _strings(option: str, values: Iterable[str] | str) -> list[str]:
-    if isinstance(values, str):
-        values = [values]
-    try:
-        items = list(values)
-    except TypeError:
-        raise ConfigError(f"{option} must be a list of strings") from None
-    for item in items:
-        if not isinstance(item, str):
-            raise ConfigError(f"{option} must hold strings, got {item!r}")
-
-    return items
-
-
-def _optional_list(option: str, values: Iterable[Any] | None) -> list[Any] | None:
-    if values is None:
-        return None
-    if isinstance(values, str | bytes):
-        raise ConfigError(f"{option} must be a list, not a single string")
-    try:
-        return list(values)
-    except TypeError:
-        raise ConfigError(f"{option} must be a list") from None
-
-
-def _positive_int(option: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{option} must be a positive integer, got {value!r}")
-
-    return value
-
-
-def _callable_or_none(option: str, value: Any) -> Any:
-    if value is not None and not callable(value):
-        raise ConfigError(f"{option} must be a callable or None, got {value!r}")
-
-    return value
