@@ -12,10 +12,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from mlf_middleware import decorator
 from mlf_middleware import recorder as recorder_module
 from mlf_middleware._channel import RateLimitedLog
-from mlf_middleware.decorator import _set_last_data_ids, capture, last_data_ids
+from mlf_middleware.decorator import (
+    _call,
+    _set_last_data_ids,
+    _wrappers,
+    capture,
+    last_data_ids,
+)
 from mlf_middleware.exceptions import ConfigError, MLFError
 from mlf_middleware.hashing import generate_hash_from_data
 from mlf_middleware.recorder import Recorder
@@ -36,7 +41,7 @@ def recorder() -> Iterator[Recorder]:
 @pytest.fixture(autouse=True)
 def _fresh_warnings(monkeypatch) -> None:
     """Each test starts with an empty warning rate limiter."""
-    monkeypatch.setattr(decorator, "warn", RateLimitedLog(decorator.log))
+    monkeypatch.setattr(_call, "warn", RateLimitedLog(_call.log))
 
 
 @pytest.fixture
@@ -44,7 +49,7 @@ def clock(monkeypatch) -> None:
     """Make every measured call last exactly 250 ms."""
     readings = iter([10.0, 10.25] * 1000)
     fake_time = types.SimpleNamespace(perf_counter=lambda: next(readings))
-    monkeypatch.setattr(decorator, "time", fake_time)
+    monkeypatch.setattr(_wrappers, "time", fake_time)
 
 
 def written(recorder: Recorder) -> list:
@@ -865,7 +870,7 @@ def test_broken_default_recorder_leaves_the_call_alone(monkeypatch, caplog):
     def broken():
         raise ConfigError("MLF_SINK: unknown scheme")
 
-    monkeypatch.setattr(decorator, "get_recorder", broken)
+    monkeypatch.setattr(_call, "get_recorder", broken)
 
     with caplog.at_level(logging.WARNING, logger="mlf_middleware.decorator"):
         assert capture(lambda x: 3)(ROW) == 3
