@@ -835,3 +835,25 @@ def test_nested_middlewares_both_skip_an_actuals_request(recorder):
     assert result.status == 202
     assert result.header("x-data-id") is None
     assert [type(r).__name__ for r in flushed(recorder)] == ["Actual"]
+
+
+def test_put_and_gzip_request_bodies_are_captured(recorder):
+    headers = (*JSON, ("content-encoding", "gzip"))
+    middleware = PredictionLoggingMiddleware(json_app(lambda b: 1), recorder)
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"2"})
+
+    gzipped = PredictionLoggingMiddleware(app, recorder)
+
+    run(call_asgi(middleware, b'{"x": 1}', method="PUT"))
+    run(call_asgi(gzipped, gzip.compress(b'{"x": 2}'), headers=headers))
+
+    assert [
+        (r.features, r.prediction_data, r.raw_data["method"]) for r in flushed(recorder)
+    ] == [
+        ({"x": 1}, {"value": 1}, "PUT"),
+        ({"x": 2}, {"value": 2}, "POST"),
+    ]

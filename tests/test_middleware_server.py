@@ -322,3 +322,35 @@ def test_lifespan_shutdown_flushes_pending_records():
         assert [r.features for r in sink.records] == [{"x": 1}]
     finally:
         recorder.close(timeout=1)
+
+
+@pytest.mark.parametrize("placement", ["inside", "outside"])
+def test_gzip_responses_are_recorded_decoded(recorder, placement):
+    from starlette.middleware.gzip import GZipMiddleware
+
+    app = iris_app()
+    if placement == "inside":
+        app.add_middleware(GZipMiddleware, minimum_size=1)
+        wrapped = PredictionLoggingMiddleware(app, recorder, class_names=CLASSES)
+    else:
+        wrapped = GZipMiddleware(
+            PredictionLoggingMiddleware(app, recorder, class_names=CLASSES),
+            minimum_size=1,
+        )
+
+    with serve(wrapped) as url:
+        response = httpx.post(
+            f"{url}/predict",
+            json={"instances": [{"x": 1}]},
+            headers={"accept-encoding": "gzip"},
+        )
+
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.json() == {"predictions": [[0.8, 0.15, 0.05]]}
+    assert response.headers["x-data-id"] == generate_hash_from_data({"x": 1})
+    assert [r.prediction_data for r in flushed(recorder)] == [
+        {
+            "value": "setosa",
+            "probabilities": {"setosa": 0.8, "versicolor": 0.15, "virginica": 0.05},
+        }
+    ]
