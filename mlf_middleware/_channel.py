@@ -550,9 +550,41 @@ class Channel:
             }
 
 
+# Sinks may need to put connections away around a fork (SQLite does); those
+# that did it in ``before_fork`` are told when the parent carries on.
+_forking: list[Any] = []
+
+
+def _before_fork() -> None:
+    for channel in list(_live):
+        hook = getattr(channel.sink, "before_fork", None)
+        if hook is None:
+            continue
+        try:
+            hook()
+        except Exception:
+            log.exception("sink %s: before_fork failed", channel.name)
+            continue
+        _forking.append(channel.sink)
+
+
+def _after_fork_in_parent() -> None:
+    while _forking:
+        sink = _forking.pop()
+        try:
+            sink.after_fork_in_parent()
+        except Exception:
+            log.exception("a sink's after_fork_in_parent failed")
+
+
 def _after_fork_in_child() -> None:
+    _forking.clear()
     for channel in list(_live):
         channel.after_fork_in_child()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)

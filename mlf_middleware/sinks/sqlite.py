@@ -172,6 +172,21 @@ class SQLiteSink:
             self._conn = self._connect()
         return self._conn
 
+    # SQLite keeps per-process lock bookkeeping for every open file, which a
+    # forked child inherits: a child that opens the file while the parent
+    # had it open can wait forever on a lock that only the parent's
+    # bookkeeping remembers. So the parent closes its connection around a
+    # fork (waiting for a write in progress) and reopens it on next use.
+
+    def before_fork(self) -> None:
+        self._lock.acquire()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def after_fork_in_parent(self) -> None:
+        self._lock.release()
+
     def after_fork(self) -> None:
         self._lock = threading.Lock()
         self._conn, self._pid = None, os.getpid()
