@@ -14,6 +14,7 @@ __all__ = ["main"]
 COMMANDS = {
     "demo": ("demo", "train a model, serve it, log predictions and actuals, report"),
     "report": ("report", "how is the model doing: figures from a store"),
+    "tail": ("tail", "follow new predictions and actuals as they arrive"),
     "replay": ("replay", "deliver a spool or JSON Lines folder to a sink"),
     "hash": ("hash", "print the data_id of JSON objects read from stdin"),
 }
