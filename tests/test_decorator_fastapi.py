@@ -88,3 +88,20 @@ def test_fastapi_reads_the_signature_of_a_decorated_route(recorder):
     assert missing.status_code == 422
     assert record.features == {"q": 1.5}
     assert record.prediction_data == {"value": 3}
+
+
+def test_fastapi_request_argument_is_not_a_feature(recorder):
+    app = fastapi.FastAPI()
+
+    @app.post("/predict")
+    @capture(recorder=recorder)
+    async def predict(applicant: Applicant, request: fastapi.Request) -> dict:
+        return {"value": request.url.path}
+
+    with TestClient(app) as client:
+        response = client.post("/predict", json={"age": 41, "city": "Oslo"})
+    (record,) = written(recorder)
+
+    assert response.json() == {"value": "/predict"}
+    assert record.features == {"age": 41, "city": "Oslo"}  # the one data argument
+    assert record.prediction_data == {"value": "/predict"}

@@ -820,3 +820,13 @@ def test_extract_works_without_numpy_or_pandas():
     assert done.stdout.strip() == (
         "[{'f0': 1, 'f1': 2}] [{'value': 0, 'probabilities': {'0': 0.5, '1': 0.5}}]"
     )
+
+
+def test_call_parameters_never_count_framework_objects():
+    requests = pytest.importorskip("starlette.requests")
+    request = requests.Request({"type": "http", "method": "POST", "headers": []})
+    parameters = CallParameters.of(lambda item, request: item)
+
+    arguments = parameters.data_arguments((), {"item": {"a": 1}, "request": request})
+
+    assert arguments == {"item": {"a": 1}}

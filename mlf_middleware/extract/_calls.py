@@ -69,16 +69,20 @@ class CallParameters:
     def data_arguments(
         self, args: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """The call's data arguments by name, in call order."""
+        """The call's data arguments by name, in call order.
+
+        Framework objects (a Starlette or FastAPI request, response or
+        background tasks, say) are never data, whatever their name.
+        """
         names = self.names
         excluded = self.excluded
         arguments = {}
         for index, value in enumerate(args):
             name = self._name_of(index) if index >= len(names) else names[index]
-            if name not in excluded:
+            if name not in excluded and not _is_framework_object(value):
                 arguments[name] = value
         for name, value in kwargs.items():
-            if name not in excluded:
+            if name not in excluded and not _is_framework_object(value):
                 arguments[name] = value
 
         return arguments
@@ -92,6 +96,11 @@ class CallParameters:
             return self.varargs
 
         return f"{self.varargs}[{extra}]"
+
+
+def _is_framework_object(value: Any) -> bool:
+    """Whether a serving framework made this argument (never a feature)."""
+    return type(value).__module__.startswith(_FRAMEWORK_MODULES)
 
 
 def rows_from_call(
@@ -243,3 +252,4 @@ _POSITIONAL = (
 
 
 _UNNAMED = CallParameters()
+_FRAMEWORK_MODULES = ("starlette.", "fastapi.", "bentoml.", "_bentoml_", "ray.")
