@@ -278,3 +278,18 @@ def test_large_dataframe_is_captured(recorder):
     assert len(records) == 2_000
     assert records[-1].features == frame.iloc[-1].to_dict()
     assert last_data_ids()[0] == generate_hash_from_data(frame.iloc[0].to_dict())
+
+
+def test_function_changing_its_input_changes_no_record(recorder):
+    @capture(recorder=recorder)
+    def predict(features):
+        features.pop("user")
+        return 1
+
+    row = {"user": "u1", "x": 2}
+    predict(row)
+    (record,) = written(recorder)
+
+    assert row == {"x": 2}
+    assert record.features == {"user": "u1", "x": 2}
+    assert record.data_id == generate_hash_from_data({"user": "u1", "x": 2})

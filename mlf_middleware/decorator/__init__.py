@@ -14,6 +14,12 @@ through untouched and nothing is recorded. With ``outputs=``, the items are
 passed on as they come and, once the stream is exhausted, recorded as
 ``outputs(items, rows)`` with the list of every item, the latency running
 from the call to the last item. A stream closed early records nothing.
+
+Whether a callable is async is decided once, at decoration, from
+``inspect.iscoroutinefunction``. A plain function that returns a coroutine
+(say, one wrapped by a decorator that hid its coroutine-ness) is served
+unchanged, but its record is dropped with a warning: the recorder cannot
+encode a coroutine as a value. Decorate the async function itself instead.
 """
 
 from __future__ import annotations

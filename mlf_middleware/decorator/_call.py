@@ -55,8 +55,10 @@ class Capture:
 
     def recorder(self) -> Any:
         """The recorder for this call, or None when capture is off."""
+        recorder = self._settings.recorder
         try:
-            recorder = self._settings.recorder or get_recorder()
+            if recorder is None:
+                recorder = get_recorder()
             return recorder if recorder.enabled else None
         except Exception as exc:
             self._skip(exc)

@@ -149,14 +149,15 @@ def rows_from_value(
     2-D array or a list of lists is one row per item, array rows named by
     ``feature_names`` else ``f0``, ``f1``, ...; a 1-D array or a list of
     numbers is one row of such columns; a Series is one row. Anything else
-    is one row ``{name: value}``.
+    is one row ``{name: value}``. Mappings are copied (shallowly), so a
+    function that changes its input in place cannot change what is recorded.
     """
-    if isinstance(value, dict):
-        return [value]
     if isinstance(value, Mapping):
         return [dict(value)]
 
     if isinstance(value, list | tuple):
+        if value and all(isinstance(item, Mapping) for item in value):
+            return [dict(item) for item in value]
         rows = rows_from_sequence(value, feature_names, name)
         if rows is None:
             rows = _rows_from_objects(value)
