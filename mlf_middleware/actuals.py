@@ -21,6 +21,8 @@ from ._asgi import (
     Scope,
     Send,
     default_recorder,
+    optional_list,
+    positive_int,
 )
 from .config import env_str
 from .exceptions import ConfigError, MLFError
@@ -42,7 +44,11 @@ def actuals_app(
     feature_names: Iterable[str] | None = None,
     max_body_bytes: int = 1_048_576,
 ) -> ActualsApp:
-    """Build the ASGI app that records actuals; mount it, e.g. at /actuals.
+    """Build the ASGI app that records actuals (ground truth) for data_ids.
+
+    Route it at an exact path, ``app.add_route("/actuals", actuals_app(),
+    methods=["POST"])`` (FastAPI or Starlette), or mount it:
+    ``app.mount("/actuals", actuals_app())`` answers at ``/actuals/``.
 
     It answers ``POST`` with a JSON body: ``{"data_id": ..., "value": ...}``,
     a list of such objects, or ``{"features": {...}, "value": ...}`` whose
@@ -106,16 +112,10 @@ class ActualsApp:
             token = env_str("MLF_ACTUALS_TOKEN")
         elif not isinstance(token, str) or not token.strip():
             raise ConfigError("token must be a non-empty string or None")
-        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
-            raise ConfigError("max_body_bytes must be a positive integer")
-        if max_body_bytes <= 0:
-            raise ConfigError("max_body_bytes must be a positive integer")
-        if isinstance(feature_names, str):
-            raise ConfigError("feature_names must be a list, not a string")
 
         self.recorder = recorder
-        self.feature_names = None if feature_names is None else list(feature_names)
-        self.max_body_bytes = max_body_bytes
+        self.feature_names = optional_list("feature_names", feature_names)
+        self.max_body_bytes = positive_int("max_body_bytes", max_body_bytes)
         self._token = None if token is None else token.strip().encode("utf-8")
 
     def __repr__(self) -> str:

@@ -278,14 +278,19 @@ def test_lifespan_is_answered_when_served_alone(recorder):
 # -- together with the middleware, over real HTTP -------------------------------------
 
 
-def model_server(recorder, **options):
+def model_server(recorder, *, mount=True, **options):
+    """A FastAPI model with actuals mounted at /actuals/, or routed at /actuals."""
     app = FastAPI()
 
     @app.post("/predict")
     async def predict(body: dict):
         return {"predictions": [len(row) for row in body["instances"]]}
 
-    app.mount("/actuals", actuals_app(recorder, **options))
+    actuals = actuals_app(recorder, **options)
+    if mount:
+        app.mount("/actuals", actuals)
+    else:
+        app.add_route("/actuals", actuals, methods=["POST"])
     return PredictionLoggingMiddleware(app, recorder, **options)
 
 
@@ -314,13 +319,16 @@ def test_actuals_join_predictions_and_are_never_captured(recorder):
 def test_list_rows_get_the_same_id_in_both_places(recorder):
     names = ["sepal", "petal"]
 
-    with serve(model_server(recorder, feature_names=names)) as url:
+    server = model_server(recorder, mount=False, feature_names=names)
+    with serve(server) as url:
         predicted = httpx.post(f"{url}/predict", json={"instances": [[5.1, 1.4]]})
         posted = httpx.post(
-            f"{url}/actuals/", json={"features": [5.1, 1.4], "value": "setosa"}
+            f"{url}/actuals", json={"features": [5.1, 1.4], "value": "setosa"}
         )
 
+    assert "x-data-id" not in posted.headers
     assert posted.json()["data_ids"] == [predicted.headers["x-data-id"]]
+    assert [type(r).__name__ for r in flushed(recorder)] == ["Prediction", "Actual"]
     assert predicted.headers["x-data-id"] == generate_hash_from_data(
         {"sepal": 5.1, "petal": 1.4}
     )
