@@ -857,3 +857,21 @@ def test_put_and_gzip_request_bodies_are_captured(recorder):
         ({"x": 1}, {"value": 1}, "PUT"),
         ({"x": 2}, {"value": 2}, "POST"),
     ]
+
+
+def test_redacted_feature_keeps_the_id_of_the_raw_row(recorder):
+    row = {"email": "a@b.c", "user": {"age": 41, "name": "Ann"}, "x": 1}
+    middleware = PredictionLoggingMiddleware(
+        json_app(lambda b: 1), recorder, redact=["email", "user.name"]
+    )
+
+    result = run(call_asgi(middleware, orjson.dumps(row)))
+
+    [record] = flushed(recorder)
+    assert result.header("x-data-id") == generate_hash_from_data(row)
+    assert record.data_id == generate_hash_from_data(row)
+    assert record.features == {
+        "email": "[REDACTED]",
+        "user": {"age": 41, "name": "[REDACTED]"},
+        "x": 1,
+    }
