@@ -316,6 +316,13 @@ def optional_list(option: str, values: Iterable[Any] | None) -> list[Any] | None
         raise ConfigError(f"{option} must be a list") from None
 
 
+def optional_string(option: str, value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value):
+        return value
+
+    raise ConfigError(f"{option} must be a non-empty string or None, got {value!r}")
+
+
 def positive_int(option: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{option} must be a positive integer, got {value!r}")

@@ -70,9 +70,9 @@ class PredictionLoggingMiddleware:
         paths: shell-style globs (``fnmatch``; ``*`` also matches ``/``)
             matched against the request path. An entry starting with ``!``
             excludes. A path is captured when it matches an include (or no
-            includes are given) and no exclude: ``["/predict*", "!/predict/
-            health"]``, or ``["!/admin/*"]`` for everything but admin. None
-            (default) captures every path.
+            includes are given) and no exclude:
+            ``["/predict*", "!/predict/health"]``, or ``["!/admin/*"]`` for
+            everything but admin. None (default) captures every path.
         model_version_fqn: stamped on the records; None is the recorder's.
         features: ``features(body) -> rows`` on the parsed request body,
             replacing the built-in shapes (``extract.rows_from_body``).
@@ -112,7 +112,9 @@ class PredictionLoggingMiddleware:
     ) -> None:
         self.app = app
         self.recorder = recorder
-        self.model_version_fqn = model_version_fqn
+        self.model_version_fqn = asgi.optional_string(
+            "model_version_fqn", model_version_fqn
+        )
         self.features = asgi.callable_or_none("features", features)
         self.outputs = asgi.callable_or_none("outputs", outputs)
         self.feature_names = asgi.optional_list("feature_names", feature_names)

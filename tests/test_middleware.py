@@ -731,6 +731,8 @@ def test_default_recorder_is_looked_up_per_request(monkeypatch):
         ("capture_headers", [None]),
         ("features", "rows"),
         ("feature_names", "abc"),
+        ("model_version_fqn", ""),
+        ("redact", [1]),
     ],
 )
 def test_bad_option_raises_naming_it(option, value):
