@@ -14,18 +14,40 @@ from . import recorder as _recorder_module
 from .exceptions import ConfigError
 
 __all__ = [
+    "CONTENT_ENCODING",
+    "CONTENT_TYPE",
+    "DECODABLE",
+    "EMPTY",
     "EXCHANGE_KEY",
+    "ID_MODES",
     "MAX_HEADER_IDS",
+    "REASONS",
+    "REQUEST_ID",
+    "RESPONSE_HEADERS",
     "SECRET_HEADERS",
     "VALID_ID",
+    "ASGIApp",
     "Buffer",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
     "Unreadable",
     "add_id_headers",
+    "callable_or_none",
+    "captured_headers",
     "compile_paths",
+    "decoded",
+    "deeper_than",
     "default_recorder",
     "is_json",
+    "optional_list",
+    "optional_string",
     "parse_id",
+    "positive_int",
     "scan_headers",
+    "split_ids",
+    "strings",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -139,13 +161,13 @@ def decoded(data: bytes, encoding: bytes, limit: int) -> bytes:
         return data
 
     try:
-        decoded = zlib.decompressobj(wbits).decompress(data, limit + 1)
+        plain = zlib.decompressobj(wbits).decompress(data, limit + 1)
     except zlib.error:
         raise Unreadable("not JSON") from None
-    if len(decoded) > limit:
+    if len(plain) > limit:  # a small body may inflate hugely: stop at the cap
         raise Unreadable("too large")
 
-    return decoded
+    return plain
 
 
 _CONTAINERS = (dict, list)  # a tuple: isinstance checks it faster than a union
