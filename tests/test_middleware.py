@@ -877,3 +877,22 @@ def test_redacted_feature_keeps_the_id_of_the_raw_row(recorder):
         "user": {"age": 41, "name": "[REDACTED]"},
         "x": 1,
     }
+
+
+def test_gzip_bomb_response_stops_at_the_cap(recorder):
+    bomb = gzip.compress(b'{"value": "' + b"0" * 5_000_000 + b'"}')
+
+    async def app(scope, receive, send):
+        await receive()
+        headers = [(b"content-encoding", b"gzip")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": bomb})
+
+    middleware = PredictionLoggingMiddleware(app, recorder, max_body_bytes=65536)
+
+    result = run(call_asgi(middleware, b'{"x": 1}'))
+
+    assert result.body == bomb
+    [record] = flushed(recorder)
+    assert record.prediction_data == {"value": None, "error": "ResponseTooLarge"}
+    assert record.raw_data["truncated"] == "response"
