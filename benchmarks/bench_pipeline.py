@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import Figure, measure, print_table, save, timed  # noqa: E402
+from _common import Figure, measure, print_table, save, timed
 
-from mlf_middleware import Recorder  # noqa: E402
-from mlf_middleware.records import Prediction, encode  # noqa: E402
-from mlf_middleware.sinks import JSONLSink, MemorySink, SQLiteSink  # noqa: E402
+from mlf_middleware import Recorder
+from mlf_middleware.records import Prediction, encode
+from mlf_middleware.sinks import JSONLSink, MemorySink, SQLiteSink
 
 FEATURES = {f"f{i}": i * 0.5 for i in range(10)}
 
