@@ -176,7 +176,8 @@ class JSONLSink:
             for pattern in ("mlf-*.jsonl", "mlf-*.jsonl.gz", "mlf-*.jsonl.gz.partial")
             for p in self.path.glob(pattern)
         ]
-        return sorted(found, key=lambda p: (p.stat().st_mtime, p.name))
+        # Within one stem a longer name has the larger part number.
+        return sorted(found, key=lambda p: (p.stat().st_mtime_ns, len(p.name), p.name))
 
     def read_records(self) -> list[Prediction | Actual]:
         """Every record in the folder's files, each record_id once."""
