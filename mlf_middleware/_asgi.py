@@ -238,15 +238,18 @@ def is_json(content_type: bytes | None) -> bool:
 
 
 def add_id_headers(
-    headers: list[Any], ids: list[str], response: dict[bytes, bytes]
+    headers: list[Any],
+    ids: list[str] | None,
+    count: int,
+    response: dict[bytes, bytes],
 ) -> None:
-    """Append x-data-id (or x-data-id-count) and expose it for CORS."""
-    if len(ids) <= MAX_HEADER_IDS:
+    """Append x-data-id (or, without ids, x-data-id-count); expose for CORS."""
+    if ids is not None:
         name = b"x-data-id"
         headers.append((name, ",".join(ids).encode("ascii")))
     else:
         name = b"x-data-id-count"
-        headers.append((name, str(len(ids)).encode("ascii")))
+        headers.append((name, str(count).encode("ascii")))
     if b"access-control-allow-origin" not in response:
         return
 

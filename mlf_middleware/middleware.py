@@ -42,8 +42,9 @@ class PredictionLoggingMiddleware:
 
     The request body reaches the app exactly as the server delivers it
     (message by message, same bytes); the middleware keeps a copy, up to
-    ``max_body_bytes``. Rows and ids are computed when the response starts,
-    so an app that answers before reading the whole body is not captured.
+    ``max_body_bytes``. Rows and ids are computed when the response starts
+    (over 100 rows, when it ends), so an app that answers before reading the
+    whole body is not captured.
 
     Capture never changes serving: our failures, and unusable bodies (not
     JSON, an unknown shape, a request over the caps), are logged as a
@@ -241,7 +242,10 @@ class _Exchange:
         self.response_encoding = b""
         self.rows: list[Mapping[str, Any]] | None = None
         self.ids: list[str] | None = None
-        self.stamp: datetime | None = None
+        # The request's time, in ids and records, when ids include the time.
+        self.stamp: datetime | None = (
+            datetime.now(UTC) if middleware._id_mode == "hash+time" else None
+        )
         self.status = 0
         self.skipped = False
 
@@ -306,7 +310,7 @@ class _Exchange:
         try:
             return self._annotate(message)
         except Exception as exc:  # our failure, or a user's hook
-            self.ids = None
+            self.rows = self.ids = None
             warn.warning("start", "request not captured: %s", type(exc).__name__)
             return message
 
@@ -327,12 +331,15 @@ class _Exchange:
         if not rows:
             return message
 
-        ids = self._make_ids(rows)
+        # Over the header's limit only the count is sent, so the ids can
+        # wait until the response is out instead of delaying its start.
+        ids = self._make_ids(rows) if len(rows) <= asgi.MAX_HEADER_IDS else None
         headers = list(message.get("headers") or ())
-        asgi.add_id_headers(headers, ids, response)
+        asgi.add_id_headers(headers, ids, len(rows), response)
 
         self.rows, self.ids = rows, ids
-        _set_last_data_ids(ids)
+        if ids is not None:
+            _set_last_data_ids(ids)
         self.response = asgi.Buffer(self.middleware.max_body_bytes)
         self.response_encoding = encoding
         return {**message, "headers": headers}
@@ -378,7 +385,7 @@ class _Exchange:
         if mode == "hash":
             return [hashing.generate_hash_from_data(row) for row in rows]
         if mode == "hash+time":
-            self.stamp = stamp = datetime.now(UTC)
+            stamp = self.stamp
             return [hashing.generate_hash_from_data(row, stamp) for row in rows]
         if mode == "random":
             return [uuid.uuid4().hex for _ in rows]
@@ -396,12 +403,15 @@ class _Exchange:
 
     def _on_end(self) -> None:
         rows, ids = self.rows, self.ids
-        if rows is None or ids is None:
+        if rows is None:
             return
         self.rows = self.ids = None
         latency_ms = (time.perf_counter() - self.started) * 1000.0
 
         try:
+            if ids is None:
+                ids = self._make_ids(rows)
+                _set_last_data_ids(ids)
             self._record(rows, ids, latency_ms)
         except Exception as exc:  # our failure, or a user's hook
             warn.warning("end", "response not recorded: %s", type(exc).__name__)

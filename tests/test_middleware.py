@@ -151,6 +151,23 @@ def test_batch_of_three_gets_three_hash_ids(recorder):
     ]
 
 
+def test_over_a_hundred_timed_rows_share_the_request_time(recorder):
+    rows = [{"x": i % 3} for i in range(150)]
+    app = PredictionLoggingMiddleware(
+        json_app(lambda b: [0] * 150), recorder, id="hash+time"
+    )
+
+    result = run(call_asgi(app, orjson.dumps(rows)))
+
+    records = flushed(recorder)
+    stamp = records[0].occurred_at
+    assert result.header("x-data-id-count") == "150"
+    assert {r.occurred_at for r in records} == {stamp}
+    assert [r.data_id for r in records] == [
+        generate_hash_from_data(row, stamp) for row in rows
+    ]
+
+
 def test_over_a_hundred_rows_gives_only_a_count(recorder):
     rows = [{"x": i} for i in range(101)]
     app = PredictionLoggingMiddleware(json_app(lambda b: list(range(101))), recorder)
