@@ -11,6 +11,7 @@ raises into the caller.
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import logging
 import os
@@ -34,7 +35,9 @@ from .records import (
     Actual,
     Prediction,
     check_prediction_data,
+    encode_wire,
     new_record_id,
+    now_text,
     utc,
 )
 from .sinks import open_sink, resolve_url, sink_name
@@ -118,7 +121,7 @@ class Recorder:
         self._options = _check_options(locals())
         self.model_version_fqn = model_version_fqn
         self.sample_rate = float(sample_rate)
-        self._redact = _parse_paths(redact)
+        self._redact = _parse_paths(self._options["redact"])
         self._max_record_bytes = max_record_bytes
         self._flush_timeout = (
             env_float("MLF_FLUSH_TIMEOUT") if flush_timeout is None else flush_timeout
@@ -221,14 +224,15 @@ class Recorder:
         self._count("captured")
 
         try:
-            tree = hashing.normalize(features, path="features")
-            if not isinstance(tree, dict):
-                raise InvalidRecord("features must be a mapping")
+            if type(features) is not dict and not isinstance(features, Mapping):
+                raise InvalidRecord(
+                    "features must be a mapping, not " + type(features).__name__
+                )
             if data_id is None:
-                data_id = hashing.data_id_of_normalized(tree)
-            elif not isinstance(data_id, str) or not data_id:
+                data_id = hashing.generate_hash_from_data(features)
+            elif type(data_id) is not str or not data_id:
                 raise InvalidRecord("data_id must be a non-empty string")
-            if not self._keep(data_id):
+            if self.sample_rate < 1.0 and not self._keep(data_id):
                 self._count("sampled_out")
                 return data_id
             check_prediction_data(prediction_data)
@@ -239,7 +243,7 @@ class Recorder:
                 "data_id": data_id,
                 "model_version_fqn": model_version_fqn or self.model_version_fqn,
                 "occurred_at": self._stamp(occurred_at),
-                "features": tree,
+                "features": features,
                 "prediction_data": prediction_data,
                 "raw_data": raw_data,
                 "latency_ms": latency_ms,
@@ -305,7 +309,9 @@ class Recorder:
         self._encode_and_offer(actual, ())
 
     def _stamp(self, occurred_at: datetime | None) -> str:
-        if occurred_at is None and self._clock is not None:
+        if occurred_at is None:
+            if self._clock is None:
+                return now_text()
             occurred_at = self._clock()
         return hashing.format_timestamp(utc(occurred_at))
 
@@ -317,13 +323,14 @@ class Recorder:
         return zlib.crc32(data_id.encode("utf-8")) < rate * 2**32
 
     def _encode_and_offer(self, wire: dict[str, Any], redact: Sequence[str]) -> None:
-        paths = self._redact + _parse_paths(redact) if redact else self._redact
+        """Encode once (the snapshot that travels) and hand it to each sink."""
+        paths = self._redact + _parse_paths(tuple(redact)) if redact else self._redact
         if paths:
+            for key in ("features", "raw_data"):
+                if wire.get(key) is not None:
+                    wire[key] = hashing.normalize(wire[key], path=key)
             _apply_redaction(wire, paths)
-        for key in ("prediction_data", "raw_data", "actual_value", "value"):
-            if key in wire and wire[key] is not None:
-                wire[key] = hashing.normalize(wire[key], path=key)
-        data = hashing.dumps(wire)
+        data = encode_wire(wire)
 
         if len(data) > self._max_record_bytes:
             self._count("too_large")
@@ -387,7 +394,6 @@ class Recorder:
                 self._count("sampled_out")
                 return p.data_id
             wire = p.to_wire()
-            wire["features"] = hashing.normalize(p.features, path="features")
             wire["occurred_at"] = hashing.format_timestamp(p.occurred_at)
             wire["model_version_fqn"] = (
                 p.model_version_fqn or model_version_fqn or self.model_version_fqn
@@ -517,6 +523,8 @@ def _check_options(given: dict[str, Any]) -> dict[str, Any]:
     mvf = options["model_version_fqn"]
     if mvf is not None and not isinstance(mvf, str):
         raise ConfigError("model_version_fqn must be a string or None")
+    if isinstance(options["redact"], str):
+        raise ConfigError("redact must be a list of paths, not one string")
     options["redact"] = tuple(options["redact"])
     _parse_paths(options["redact"])
 
@@ -535,7 +543,8 @@ def _sink_specs(sink: Any) -> list[Any]:
     return [resolve_url(s) if isinstance(s, str) else s for s in specs]
 
 
-def _parse_paths(paths: Iterable[str]) -> tuple[tuple[str, ...], ...]:
+@functools.lru_cache(maxsize=256)
+def _parse_paths(paths: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
     if isinstance(paths, str):
         raise ConfigError("redact must be a list of paths, not one string")
     parsed = []

@@ -6,10 +6,13 @@ import itertools
 import math
 import os
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from . import hashing
 from .exceptions import InvalidRecord
@@ -47,6 +50,22 @@ def new_record_id() -> str:
     return f"{_prefix}-{next(_counter):x}"
 
 
+_second_cache: tuple[int, str] = (-1, "")
+
+
+def now_text() -> str:
+    """Now, in the wire form's RFC 3339 UTC text (cheap: the seconds part of
+    the text is cached, since many records share a second)."""
+    global _second_cache
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    cached_second, prefix = _second_cache
+    if cached_second != seconds:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _second_cache = (seconds, prefix)
+
+    return f"{prefix}.{nanos // 1000:06d}Z"
+
+
 def utc(value: datetime | None, *, field_name: str = "occurred_at") -> datetime:
     """Return ``value`` as an aware UTC datetime; None means now."""
     if value is None:
@@ -68,7 +87,7 @@ def _check_data_id(data_id: object) -> None:
 
 def check_prediction_data(prediction_data: object) -> None:
     """Raise InvalidRecord unless ``prediction_data`` follows the contract."""
-    if not isinstance(prediction_data, Mapping):
+    if type(prediction_data) is not dict and not isinstance(prediction_data, Mapping):
         raise InvalidRecord(
             "prediction_data must be a mapping with a 'value', not "
             f"{type(prediction_data).__name__}"
@@ -79,7 +98,9 @@ def check_prediction_data(prediction_data: object) -> None:
         raise InvalidRecord("prediction_data['value'] may be None only with an 'error'")
     for key in ("probabilities", "shap_values"):
         extra = prediction_data.get(key)
-        if extra is not None and not isinstance(extra, Mapping):
+        if extra is None or type(extra) is dict:
+            continue
+        if not isinstance(extra, Mapping):
             raise InvalidRecord(
                 f"prediction_data[{key!r}] must be a mapping, not "
                 f"{type(extra).__name__}"
@@ -204,4 +225,46 @@ def encode(record: Prediction | Actual) -> bytes:
     wire = record.to_wire()
     wire["occurred_at"] = hashing.format_timestamp(wire["occurred_at"])
 
-    return hashing.dumps(hashing.normalize(wire, path="record"))
+    return encode_wire(wire)
+
+
+# Types orjson would write in a form other than the normaliser's (dates,
+# dataclasses, subclasses such as numpy.float64 or str enums) make it raise
+# instead, and so take the normaliser's path.
+_PLAIN_ONLY = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
+def encode_wire(wire: dict[str, Any]) -> bytes:
+    """Return strict JSON bytes of a wire mapping whose values may be raw.
+
+    Most records hold only plain JSON values; orjson writes those directly.
+    orjson refuses what needs converting (numpy, Decimal, bytes, non-str
+    keys, lone surrogates, huge ints...), but writes a float NaN or infinity
+    as ``null``: so a ``null`` that the top-level Nones do not explain also
+    sends the record through the normaliser, which writes "NaN" and friends.
+    """
+    try:
+        data = orjson.dumps(wire, option=_PLAIN_ONLY)
+    except TypeError:
+        data = None
+    if data is not None and b"null" in data:
+        expected = sum(1 for value in wire.values() if value is None)
+        if data.count(b"null") != expected:
+            data = None
+    if data is not None:
+        return data
+
+    tree = {
+        key: value
+        if value is None or key in _SCALAR_FIELDS
+        else hashing.normalize(value, path=key)
+        for key, value in wire.items()
+    }
+    return hashing.dumps(tree)
+
+
+_SCALAR_FIELDS = frozenset({"type", "schema", "record_id", "occurred_at"})

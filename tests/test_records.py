@@ -107,3 +107,47 @@ def test_actual_wire_form():
         "occurred_at": "2024-01-02T00:00:00.000000Z",
         "value": 3,
     }
+
+
+WIRE_VALUES = [
+    {"a": 1, "b": "x", "c": 1.5, "d": True},
+    {"a": None, "b": float("nan")},
+    {"a": float("inf"), "b": [1, None, float("-inf")]},
+    {"text with null": "null", "n": None},
+    {1: "non-str key", "b": b"bytes"},
+    {"big": 2**70, "neg": -(2**64)},
+    {"lone": "\ud800", "ok": "é"},
+    {"d": datetime(2024, 1, 1, tzinfo=UTC)},
+]
+
+
+@pytest.mark.parametrize("features", WIRE_VALUES)
+def test_fast_wire_encoding_equals_the_normalised_form(features):
+    from mlf_middleware import hashing
+    from mlf_middleware.records import encode_wire
+
+    wire = {
+        "type": "prediction",
+        "record_id": "r",
+        "features": features,
+        "raw_data": None,
+        "prediction_data": {"value": features},
+    }
+    expected = {
+        **wire,
+        "features": hashing.normalize(features, path="features"),
+        "prediction_data": {"value": hashing.normalize(features)},
+    }
+
+    assert orjson.loads(encode_wire(wire)) == orjson.loads(hashing.dumps(expected))
+
+
+def test_numpy_values_take_the_normalised_form():
+    np = pytest.importorskip("numpy")
+    from mlf_middleware.records import encode_wire
+
+    wire = {"features": {"a": np.float32(0.5), "b": np.int64(3), "c": np.arange(2)}}
+
+    assert orjson.loads(encode_wire(wire)) == {
+        "features": {"a": 0.5, "b": 3, "c": [0, 1]}
+    }
