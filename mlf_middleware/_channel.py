@@ -68,13 +68,19 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._suppressed: Counter[str] = Counter()
 
-    def warning(self, key: str, msg: str, *args: object) -> None:
+    def allows(self, key: str) -> bool:
+        """True at most once per interval per key (counting the others)."""
         now = time.monotonic()
         if now - self._last.get(key, -1e9) < self._interval:
             self._suppressed[key] += 1
+            return False
+        self._last[key] = now
+        return True
+
+    def warning(self, key: str, msg: str, *args: object) -> None:
+        if not self.allows(key):
             return
 
-        self._last[key] = now
         skipped = self._suppressed.pop(key, 0)
         if skipped:
             msg += " (%d similar messages suppressed)"
@@ -473,16 +479,17 @@ class Channel:
     def _count_failure(self, exc: Exception) -> None:
         with self._lock:
             self.failed_writes += 1
-        if isinstance(exc, SinkUnavailable | ConnectionError | TimeoutError):
-            warn.warning(
-                f"fail:{self.name}",
-                "sink %s: write failed (%s); will retry",
-                self.name,
-                type(exc).__name__,
-            )
-        else:
+        expected = isinstance(exc, SinkUnavailable | OSError | TimeoutError)
+        warn.warning(
+            f"fail:{self.name}",
+            "sink %s: write failed (%s); will retry",
+            self.name,
+            type(exc).__name__,
+        )
+        if not expected and warn.allows(f"trace:{self.name}"):
+            # An exception no sink should raise: a bug worth a traceback.
             log.error(
-                "sink %s: write failed; will retry",
+                "sink %s: unexpected error from write()",
                 self.name,
                 exc_info=(type(exc), exc, exc.__traceback__),
             )
