@@ -44,7 +44,9 @@ def run(argv: list[str]) -> int:
         if args.text and args.scheme != "canonical":
             raise BadInput("--text works with the canonical scheme only")
         timestamp = _timestamp(args.timestamp)
-        lines = [_line(obj, timestamp, args) for obj in _objects(sys.stdin)]
+        lines = [
+            _line(obj, where, timestamp, args) for where, obj in _objects(sys.stdin)
+        ]
     except (BadInput, MLFError) as exc:
         print(f"mlf-middleware hash: error: {exc}", file=sys.stderr)
         return 2
@@ -88,7 +90,7 @@ def _timestamp(text: str | None) -> datetime | None:
         ) from None
 
 
-def _objects(stream: TextIO) -> Iterator[dict]:
+def _objects(stream: TextIO) -> Iterator[tuple[str, dict]]:
     """Yield the objects of stdin: one JSON object, or one per line."""
     try:
         data = stream.read()
@@ -104,12 +106,13 @@ def _objects(stream: TextIO) -> Iterator[dict]:
     except ValueError:
         pass  # not one document: read it as JSON Lines
     else:
-        yield _checked(whole, "input")
+        yield "input", _checked(whole, "input")
         return
 
     for number, line in enumerate(data.splitlines(), start=1):
         if line.strip():
-            yield _checked(_parsed(line, number), f"line {number}")
+            where = f"line {number}"
+            yield where, _checked(_parsed(line, number), where)
 
 
 def _parsed(line: str, number: int) -> object:
@@ -137,8 +140,11 @@ def _json_type(obj: object) -> str:
     return "a number"
 
 
-def _line(obj: dict, timestamp: datetime | None, args: Namespace) -> str:
-    data_id = generate_hash_from_data(obj, timestamp, scheme=args.scheme)
+def _line(obj: dict, where: str, timestamp: datetime | None, args: Namespace) -> str:
+    try:
+        data_id = generate_hash_from_data(obj, timestamp, scheme=args.scheme)
+    except MLFError as exc:
+        raise BadInput(f"{where}: {exc}") from None
     if not args.text:
         return data_id
 
