@@ -615,6 +615,9 @@ def configure(sink: Any = None, **options: Any) -> Recorder:
 def get_recorder() -> Recorder:
     """Return the default recorder, building it from the environment if needed."""
     global _default
+    recorder = _default  # read without the lock: safe on an event loop
+    if recorder is not None:
+        return recorder
     with _default_lock:
         if _default is None:
             _default = Recorder()
