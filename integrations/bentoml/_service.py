@@ -16,6 +16,7 @@ records rather than pinned on rows of other requests.
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,6 +37,8 @@ except ImportError:  # pragma: no cover - a BentoML that moved it
     _trace_context = None
 
 __all__ = ["capture_service"]
+
+log = logging.getLogger(__name__)
 
 # Set on the service class: the recorder sources its hooks open and flush.
 _SOURCES = "_mlf_middleware_sources"
@@ -270,14 +273,26 @@ class _RecorderSource:
 async def _open_recorders(self: Any) -> None:
     """Service startup hook: build the recorders off the event loop."""
     for source in getattr(type(self), _SOURCES):
-        await anyio.to_thread.run_sync(source.open)
+        await _quietly("build the recorder", source.open)
 
 
 @bentoml.on_shutdown
 async def _flush_recorders(self: Any) -> None:
     """Service shutdown hook: flush what this worker recorded."""
     for source in getattr(type(self), _SOURCES):
-        await anyio.to_thread.run_sync(source.flush)
+        await _quietly("flush the recorder", source.flush)
+
+
+async def _quietly(what: str, work: Callable[[], None]) -> None:
+    """Run a hook's work on a thread; a failure is logged, never raised.
+
+    Capture must not keep a service from starting or stopping: a recorder
+    that cannot be built now is tried again on the first call.
+    """
+    try:
+        await anyio.to_thread.run_sync(work)
+    except Exception as exc:
+        log.warning("capture_service could not %s: %s", what, type(exc).__name__)
 
 
 def _add_hooks(inner: type, source: _RecorderSource) -> None:

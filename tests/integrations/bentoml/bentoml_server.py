@@ -65,7 +65,7 @@ class BentoServer:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 120.0) -> None:
         """Start the server; return once it is ready, or raise with its log."""
         command = [
             str(BENTOML),

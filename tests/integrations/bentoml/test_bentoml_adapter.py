@@ -8,12 +8,14 @@ failing one, and one left to PredictionLoggingMiddleware.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import pickle
 import re
 import threading
 import warnings
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -258,6 +260,58 @@ def test_sink_configuration_pickles_without_a_recorder(tmp_path: Any) -> None:
     assert copy._sinks == (f"sqlite:///{tmp_path / 'rel.db'}",)
     assert copy._built is None
     source.get().close(5)
+
+
+def test_direct_call_feeds_hook_without_self() -> None:
+    seen: list[tuple[Any, ...]] = []
+
+    def features(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        seen.append((args, kwargs))
+        return {"sum_in": kwargs["a"] + kwargs["b"]}
+
+    recorder = Recorder(MemorySink())
+    svc = capture_service(
+        _define_service(), recorder=recorder, apis=["score"], features=features
+    )
+
+    result = svc().score(a=1.0, b=2.0)
+
+    assert recorder.flush(5)
+    (record,) = recorder.sinks[0].records
+    assert result == 3.0
+    assert seen == [((), {"a": 1.0, "b": 2.0})]
+    assert record.features == {"sum_in": 3.0}
+    assert record.raw_data == {
+        "framework": "bentoml",
+        "service": "Adder",
+        "api": "score",
+    }
+    recorder.close(5)
+
+
+def test_bento_tag_recorded_when_served_from_a_bento() -> None:
+    recorder = Recorder(MemorySink())
+    svc = capture_service(_define_service(), recorder=recorder, apis=["score"])
+    svc.bento = SimpleNamespace(tag=bentoml.Tag("adder", "v7"))  # as on load
+
+    svc().score(a=1.0, b=2.0)
+
+    assert recorder.flush(5)
+    (record,) = recorder.sinks[0].records
+    assert record.raw_data["bento"] == "adder:v7"
+    recorder.close(5)
+
+
+def test_startup_survives_a_recorder_that_cannot_be_built(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    svc = capture_service(_define_service(), sink="sqlite:///x.db?timeout=-1")
+    instance = svc()
+
+    asyncio.run(instance._mlf_middleware_open())
+
+    assert "capture_service could not build the recorder" in caplog.text
+    assert instance.score(a=1.0, b=2.0) == 3.0
 
 
 # --------------------------------------------------------------------------
