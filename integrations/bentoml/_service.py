@@ -120,6 +120,8 @@ def _check_apis(apis: Iterable[str] | None) -> tuple[str, ...] | None:
     names = tuple(apis)
     if not names or not all(isinstance(name, str) and name for name in names):
         raise ConfigError("apis must hold at least one API name")
+    if len(set(names)) != len(names):
+        raise ConfigError("apis names an API twice")
 
     return names
 
@@ -227,10 +229,15 @@ class _RecorderSource:
             return cls(None, recorder)
 
         urls = [sink] if isinstance(sink, str) else sink
-        if not isinstance(urls, Sequence) or not urls:
-            raise ConfigError("sink must be a sink URL or a list of them")
-        if not all(isinstance(url, str) and url for url in urls):
-            raise ConfigError("sink must hold sink URLs (strings)")
+        if (
+            not isinstance(urls, Sequence)
+            or not urls
+            or not all(isinstance(url, str) and url for url in urls)
+        ):
+            raise ConfigError(
+                "sink must be a sink URL or a list of them; for a sink "
+                "object, pass recorder=Recorder(sink)"
+            )
 
         # Resolved here, so workers started in another folder write here too.
         return cls(tuple(resolve_url(url) for url in urls), None)

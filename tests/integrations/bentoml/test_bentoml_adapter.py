@@ -241,7 +241,10 @@ def test_refuses_capturing_an_api_twice() -> None:
         ({"id": "header:x-id"}, "id="),
         ({"record_errors": "yes"}, "record_errors"),
         ({"apis": "score"}, "apis"),
+        ({"apis": ["score", "score"]}, "apis"),
         ({"sink": ""}, "sink"),
+        ({"sink": "nope://x"}, "scheme"),
+        ({"sink": MemorySink()}, "recorder=Recorder"),
     ],
 )
 def test_bad_option_raises_before_any_service(
