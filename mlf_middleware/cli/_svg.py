@@ -161,8 +161,13 @@ def line_chart(
     low: float | None = None,
     high: float | None = None,
     fmt: Callable[[float], str] = number,
+    dashed: Sequence[str] = (),
 ) -> str:
-    """Lines with a dot per value; a missing value breaks the line."""
+    """Lines with a dot per value; a missing value breaks the line.
+
+    Series named in ``dashed`` are drawn dashed, so that a line lying on
+    another stays visible.
+    """
     present = [v for _, values, _ in series for v in values if v is not None]
     low = min(present, default=0.0) if low is None else low
     high = max(present, default=1.0) if high is None else high
@@ -181,9 +186,10 @@ def line_chart(
             for i, v in enumerate(values)
             if v is not None
         ]
+        dash = ' stroke-dasharray="6 4"' if name in dashed else ""
         for run in _runs(values, points):
             lines.append(
-                '<polyline fill="none" stroke-width="2" '
+                f'<polyline fill="none" stroke-width="2"{dash} '
                 f'stroke="{colour}" points="'
                 + " ".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in run)
                 + '"/>'
@@ -280,7 +286,7 @@ def grouped_bars(
     band, centre = _band(len(labels))
     width = min(band * 0.8 / len(series), 28)
     lines = _open(label)
-    _y_axis(lines, axis, scale, lambda v: f"{v * 100:.0f}%")
+    _y_axis(lines, axis, scale, lambda v: f"{v * 100:.3g}%")
     for j, (name, values, colour) in enumerate(series):
         offset = (j - (len(series) - 1) / 2) * width
         for i, value in enumerate(values):

@@ -147,7 +147,9 @@ def _window_charts(model: dict[str, Any], window: str) -> list[str]:
         charts.append(
             _figure(
                 "Error per window (predictions with an actual)",
-                _svg.line_chart("error per window", labels, series, low=0.0),
+                _svg.line_chart(
+                    "error per window", labels, series, low=0.0, dashed=("RMSE",)
+                ),
             )
         )
     else:
