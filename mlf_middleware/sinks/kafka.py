@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
@@ -75,7 +74,6 @@ _HEADERS = {
     kind: [
         ("mlf-type", kind.encode()),
         ("mlf-schema", b"1"),
-        ("content-type", b"application/json"),
     ]
     for kind in ("prediction", "actual")
 }
@@ -181,6 +179,7 @@ class KafkaSink:
         self._pid = os.getpid()
         self._fatal = False
         self._acked = _RecentIds(_REMEMBERED_IDS)
+        self._batch: _Batch | None = None
         self._log = _LibrdkafkaLog(self.name)
 
     # -- the producer ----------------------------------------------------------
@@ -212,6 +211,8 @@ class KafkaSink:
                 "partitioner": "murmur2_random",
                 "logger": self._log,
                 "error_cb": self._on_error,
+                "on_delivery": self._on_delivery,
+                "delivery.report.only.error": True,
             }
         )
         return config
@@ -265,59 +266,61 @@ class KafkaSink:
 
     def _send(self, lines: Sequence[bytes]) -> list[int]:
         """Produce and await ``lines``; return the indexes Kafka refused."""
-        batch = _Batch(len(lines))
+        batch = _Batch(lines)
         with self._lock:
             producer = self._client()
-            self._produce_all(producer, lines, batch)
-            self._await(producer)
+            self._batch = batch
+            try:
+                self._produce_all(producer, batch)
+                settled = self._await(producer)
+            finally:
+                self._batch = None
+            acked, failed = batch.outcome(settled)
+            for record_id in acked:
+                self._acked.add(record_id)
 
-        if batch.open:
+        if failed:
             raise SinkUnavailable(
-                f"kafka sink {self.name}: {len(batch.open)} of {len(lines)} "
+                f"kafka sink {self.name}: {failed} of {len(lines)} "
                 f"messages not delivered ({batch.first_error()})"
             )
         return batch.rejected
 
-    def _produce_all(
-        self, producer: Any, lines: Sequence[bytes], batch: _Batch
-    ) -> None:
+    def _produce_all(self, producer: Any, batch: _Batch) -> None:
         deadline = time.monotonic() + self.timeout
-        for index, line in enumerate(lines):
+        for index, line in enumerate(batch.lines):
             head = orjson.loads(line)
             record_id = head["record_id"]
             if record_id in self._acked:
-                batch.open.discard(index)  # acknowledged by an earlier attempt
-                continue
+                continue  # acknowledged by an earlier attempt
 
-            report = functools.partial(self._on_delivery, batch, index, record_id)
             key, kind = head["data_id"].encode(), head["type"]
             try:
-                _produce(producer, self.topic, line, key, kind, report, deadline)
+                _produce(producer, self.topic, line, key, kind, deadline)
             except KafkaException as exc:
-                batch.error(index, exc.args[0])
+                batch.refused(index, exc.args[0])
                 if exc.args[0].code() not in _REJECTED:
-                    return  # the rest stay open: not delivered
+                    batch.unsent = len(batch.lines) - index  # this and the rest
+                    return
+            else:
+                batch.sent[index] = record_id
 
-    def _on_delivery(
-        self, batch: _Batch, index: int, record_id: str, error: Any, _msg: Any
-    ) -> None:
-        if error is None:
-            self._acked.add(record_id)
-            batch.open.discard(index)
-            return
-
+    def _on_delivery(self, error: Any, msg: Any) -> None:
+        # Reports come for failures only (delivery.report.only.error): once
+        # flush() has drained them, every other message was acknowledged.
         if error.fatal():
             self._fatal = True
-        batch.error(index, error)
+        if self._batch is not None:
+            self._batch.failures.append((msg.value(), error))
 
-    def _await(self, producer: Any) -> None:
-        """Wait for every delivery report; purge what is still queued."""
+    def _await(self, producer: Any) -> bool:
+        """Wait for every delivery report; True when none is missing."""
         if producer.flush(self.timeout + _FLUSH_GRACE) == 0:
-            return
+            return True
         # Not even timed out yet: drop what never left, so that a retry of
         # this batch cannot race a late copy of it.
         producer.purge(in_queue=True, in_flight=False)
-        producer.flush(_FLUSH_GRACE)
+        return producer.flush(_FLUSH_GRACE) == 0
 
     def close(self) -> None:
         """Wait (up to ``timeout``) for messages still queued, then let go."""
@@ -354,19 +357,39 @@ class KafkaSink:
 
 
 class _Batch:
-    """Delivery reports for one write: what is still open, what was refused."""
+    """One write: what was sent, and what the delivery reports said."""
 
-    def __init__(self, size: int) -> None:
-        self.open = set(range(size))
+    def __init__(self, lines: Sequence[bytes]) -> None:
+        self.lines = lines
+        self.sent: dict[int, str] = {}  # index -> record_id
+        self.unsent = 0  # messages never queued after a local failure
         self.rejected: list[int] = []
+        self.failures: list[tuple[bytes, Any]] = []  # (value, error) reports
         self._errors: list[Any] = []
 
-    def error(self, index: int, error: Any) -> None:
+    def refused(self, index: int, error: Any) -> None:
+        """File a failed message: refused for good, or worth another try."""
         if error.code() in _REJECTED:
-            self.open.discard(index)
             self.rejected.append(index)
         else:
             self._errors.append(error)
+
+    def outcome(self, settled: bool) -> tuple[list[str], int]:
+        """The record_ids acknowledged, and how many were not delivered."""
+        where = {self.lines[i]: i for i in self.sent} if self.failures else {}
+        reported = {
+            where[value]: error
+            for value, error in self.failures
+            if value in where  # else a straggler of an earlier write
+        }
+        for index, error in reported.items():
+            self.refused(index, error)
+        if not settled:
+            return [], len(self.sent) + self.unsent  # which ones is unknown
+
+        acked = [rid for i, rid in self.sent.items() if i not in reported]
+        retriable = sum(1 for e in reported.values() if e.code() not in _REJECTED)
+        return acked, retriable + self.unsent
 
     def first_error(self) -> str:
         return self._errors[0].name() if self._errors else "no acknowledgement"
@@ -419,20 +442,12 @@ class _LibrdkafkaLog:
 
 
 def _produce(
-    producer: Any,
-    topic: str,
-    value: bytes,
-    key: bytes,
-    kind: str,
-    report: Any,
-    deadline: float,
+    producer: Any, topic: str, value: bytes, key: bytes, kind: str, deadline: float
 ) -> None:
     """Produce one message, waiting while librdkafka's local queue is full."""
     while True:
         try:
-            producer.produce(
-                topic, value=value, key=key, headers=_HEADERS[kind], on_delivery=report
-            )
+            producer.produce(topic, value=value, key=key, headers=_HEADERS[kind])
             return
         except BufferError:
             if time.monotonic() > deadline:

@@ -191,11 +191,7 @@ def test_write_produces_keyed_messages_with_type_headers(cluster, topic):
     assert [m.key() for m in messages] == [b"d1", b"d1", b"d2"]
     assert [m.value() for m in messages] == [encode(r) for r in records]
     assert [m.headers() for m in messages] == [
-        [
-            ("mlf-type", kind),
-            ("mlf-schema", b"1"),
-            ("content-type", b"application/json"),
-        ]
+        [("mlf-type", kind), ("mlf-schema", b"1")]
         for kind in (b"prediction", b"actual", b"prediction")
     ]
 
