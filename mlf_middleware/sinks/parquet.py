@@ -8,11 +8,11 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -35,6 +35,10 @@ _COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "brotli", "none")
 _STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z\Z")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_ROW_GROUP = 64 * 1024  # rows per row group in a compacted file
+
+_T = TypeVar("_T")
 
 # The columns holding JSON text, by dataset.
 _JSON_COLUMNS = {
@@ -74,7 +78,9 @@ class ParquetSink:
             brotli or none.
         fsync: flush each file to disk before it is renamed into place
             (default True), so that a power cut never leaves a torn file
-            under a final name.
+            under a final name. The folder itself is not synced: as with
+            SQLite's WAL mode, the last batches before a power cut may be
+            lost, but what is there is whole.
     """
 
     url_options = {"compression": str, "fsync": _flag}
@@ -118,7 +124,7 @@ class ParquetSink:
 
         self._check_meta()
         for (dataset, day), objs in sorted(groups.items()):
-            self._write_file(dataset, day, _table(dataset, objs))
+            self._write_file(dataset, day, [_table(dataset, objs)])
 
     def _check_meta(self) -> None:
         """Create the folder and its schema marker, or refuse a newer one."""
@@ -132,7 +138,8 @@ class ParquetSink:
         _check_version(meta)
         self._checked = True
 
-    def _write_file(self, dataset: str, day: str, table: Any) -> None:
+    def _write_file(self, dataset: str, day: str, tables: Iterable[Any]) -> None:
+        """Write ``tables`` as one new file of the day, atomically."""
         import pyarrow.parquet as pq
 
         folder = private_dir(private_dir(self.path / dataset) / f"date={day}")
@@ -149,7 +156,11 @@ class ParquetSink:
         fd = open_private(temp, os.O_WRONLY | os.O_EXCL)
         try:
             with os.fdopen(fd, "wb") as file:
-                pq.write_table(table, file, compression=self.compression)
+                with pq.ParquetWriter(
+                    file, _schema(dataset), compression=self.compression
+                ) as writer:
+                    for table in tables:
+                        writer.write_table(table)
                 if self.fsync:
                     file.flush()
                     os.fsync(file.fileno())
@@ -158,8 +169,33 @@ class ParquetSink:
             with suppress(OSError):
                 os.unlink(temp)
             raise
-        if self.fsync:
-            _fsync_dir(folder)
+
+    def compact(self, *, before: date | None = None) -> int:
+        """Merge each past day's files into one; return how many were merged.
+
+        Every batch is a file of its own, so a quiet service leaves many
+        small files: run this now and then (a daily job, say). Only days
+        before ``before`` (default: today in UTC) are merged, since today is
+        still being written. Repeated record_ids are dropped. It is safe
+        while processes write; a reader that lists a day just as its files
+        are replaced tries once more.
+        """
+        limit = (before or datetime.now(UTC).date()).isoformat()
+        merged = 0
+        for dataset in (PREDICTIONS, ACTUALS):
+            days: dict[str, list[str]] = {}
+            for file in self._files(dataset):
+                days.setdefault(Path(file).parent.name[len("date="):], []).append(file)
+            for day, files in days.items():
+                if day >= limit or len(files) < 2:
+                    continue
+                self._write_file(dataset, day, _merged(dataset, files))
+                for file in files:
+                    with suppress(FileNotFoundError):
+                        os.unlink(file)
+                merged += len(files)
+
+        return merged
 
     def close(self) -> None:
         """Nothing stays open between batches: every file is complete."""
@@ -189,6 +225,9 @@ class ParquetSink:
 
     def read_records(self) -> list[Prediction | Actual]:
         """Every stored record once: predictions first, each in write order."""
+        return _retried(self._read_records)
+
+    def _read_records(self) -> list[Prediction | Actual]:
         out: list[Prediction | Actual] = []
         predictions = self._files(PREDICTIONS)
         if predictions:
@@ -213,6 +252,14 @@ class ParquetSink:
         predictions in range are read; actuals are read whole, since an
         actual may arrive long after its prediction.
         """
+        return _retried(lambda: self._joined(model_version_fqn, start, end))
+
+    def _joined(
+        self,
+        model_version_fqn: str | None,
+        start: datetime | None,
+        end: datetime | None,
+    ) -> list[dict[str, Any]]:
         first = None if start is None else utc(start).date().isoformat()
         last = None if end is None else utc(end).date().isoformat()
         predictions = self._files(PREDICTIONS, first, last)
@@ -339,6 +386,32 @@ def _table(dataset: str, objs: list[dict[str, Any]]) -> Any:
         raise SinkRejected("parquet: a record has a field of the wrong type") from None
 
 
+def _merged(dataset: str, files: list[str]) -> Iterator[Any]:
+    """The files' rows in order, each record_id once, in large row groups."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _schema(dataset)
+    seen: set[str] = set()
+    pending: list[Any] = []
+    rows = 0
+    for file in files:
+        table = pq.read_table(file, partitioning=None)
+        table = table.select(schema.names).cast(schema)
+        keep = []
+        for index, record_id in enumerate(table.column("record_id").to_pylist()):
+            if record_id not in seen:
+                seen.add(record_id)
+                keep.append(index)
+        pending.append(table.take(keep))
+        rows += len(keep)
+        if rows >= _ROW_GROUP:
+            yield pa.concat_tables(pending)
+            pending, rows = [], 0
+    if pending:
+        yield pa.concat_tables(pending)
+
+
 # -- files ---------------------------------------------------------------------------
 
 
@@ -375,14 +448,6 @@ def _check_version(meta: Path) -> None:
             f"{version}, this one knows {SCHEMA_VERSION}): upgrade "
             "mlf-middleware or point the sink at another folder"
         )
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- DuckDB queries ------------------------------------------------------------------
@@ -457,6 +522,16 @@ SELECT p.record_id, p.data_id, p.model_version_fqn, epoch_us(p.occurred_at),
 FROM p LEFT JOIN best AS b ON b.prediction_id = p.record_id AND b.rank = 1
 ORDER BY p.occurred_at, p.filename, p.file_row_number
 """
+
+
+def _retried(attempt: Callable[[], _T]) -> _T:
+    """Run a read; once more if a file vanished under it (compaction)."""
+    import duckdb
+
+    try:
+        return attempt()
+    except duckdb.IOException:
+        return attempt()
 
 
 def _query(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:

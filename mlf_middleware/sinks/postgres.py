@@ -82,9 +82,10 @@ CREATE TABLE IF NOT EXISTS {actuals} (
 CREATE INDEX IF NOT EXISTS {actuals}_data_id ON {actuals} (data_id, occurred_at)
 """
 
-# Each batch is copied into a session-local table, then moved with ON
-# CONFLICT DO NOTHING: a record_id already stored (a retried batch) is
-# skipped, and COPY keeps the round trips to two per table.
+# A batch is copied straight into its table. When a record_id is already
+# there (a retried batch), the batch goes instead through a session-local
+# staging table and ON CONFLICT DO NOTHING, which skips what is stored; that
+# path costs about twice the server time, so it is kept for retries.
 _INCOMING = """
 CREATE TEMP TABLE IF NOT EXISTS mlf_incoming_predictions (
     n integer, record_id text, data_id text, model_version_fqn text,
@@ -278,12 +279,12 @@ class PostgresSink:
 
         predictions: list[tuple[Any, ...]] = []
         actuals: list[tuple[Any, ...]] = []
-        for n, line in enumerate(lines):
+        for line in lines:
             obj = _parse(line)
             if obj["type"] == "prediction":
-                predictions.append(_prediction_row(n, obj))
+                predictions.append(_prediction_row(obj))
             else:
-                actuals.append(_actual_row(n, obj))
+                actuals.append(_actual_row(obj))
 
         with self._lock:
             conn = self._connection()
@@ -305,19 +306,21 @@ class PostgresSink:
     def _insert(
         self, conn: psycopg.Connection[Any], kind: str, rows: list[tuple[Any, ...]]
     ) -> None:
+        from psycopg.errors import UniqueViolation
+
         if not rows:
             return
         columns = _PREDICTION_COLUMNS if kind == "predictions" else _ACTUAL_COLUMNS
-        incoming = f"mlf_incoming_{kind}"
         names = ", ".join(columns)
+        table, incoming = self.tables[kind], f"mlf_incoming_{kind}"
 
-        with conn.cursor() as cur:
-            with cur.copy(f"COPY {incoming} (n, {names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            cur.execute(
-                _MOVE.format(table=self.tables[kind], columns=names, incoming=incoming)
-            )
+        try:
+            with conn.transaction():  # a savepoint: only this step undone
+                _copy(conn, f"COPY {table} ({names}) FROM STDIN", rows)
+        except UniqueViolation:
+            numbered = [(n, *row) for n, row in enumerate(rows)]
+            _copy(conn, f"COPY {incoming} (n, {names}) FROM STDIN", numbered)
+            conn.execute(_MOVE.format(table=table, columns=names, incoming=incoming))
 
     def close(self) -> None:
         with self._lock:
@@ -502,9 +505,14 @@ def _json_text(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode("utf-8")
 
 
-def _prediction_row(n: int, obj: dict[str, Any]) -> tuple[Any, ...]:
+def _copy(conn: psycopg.Connection[Any], statement: str, rows: list[Any]) -> None:
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _prediction_row(obj: dict[str, Any]) -> tuple[Any, ...]:
     return (
-        n,
         obj["record_id"],
         obj["data_id"],
         obj.get("model_version_fqn"),
@@ -517,9 +525,8 @@ def _prediction_row(n: int, obj: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def _actual_row(n: int, obj: dict[str, Any]) -> tuple[Any, ...]:
+def _actual_row(obj: dict[str, Any]) -> tuple[Any, ...]:
     return (
-        n,
         obj["record_id"],
         obj["data_id"],
         obj.get("model_version_fqn"),

@@ -137,11 +137,12 @@ def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
     sink = ParquetSink(tmp_path / "lake")
     sink.write([prediction("d0", 0)])
 
-    def broken(table, where, **options):
-        where.write(b"PAR1 torn")
-        raise OSError("disk full")
+    class Broken:
+        def __init__(self, where, schema, **options):
+            where.write(b"PAR1 torn")
+            raise OSError("disk full")
 
-    monkeypatch.setattr(pq, "write_table", broken)
+    monkeypatch.setattr(pq, "ParquetWriter", Broken)
     with pytest.raises(OSError, match="disk full"):
         sink.write([prediction("d1", 1)])
 
@@ -304,3 +305,56 @@ def test_arrow_table_keeps_exact_microseconds(tmp_path):
 
     assert table.column("occurred_at").to_pylist() == [T]
     assert table.schema.field("occurred_at").type == pa.timestamp("us", tz="UTC")
+
+
+def test_compact_merges_each_past_day_into_one_file(tmp_path):
+    sink = ParquetSink(tmp_path / "lake")
+    day2 = T + timedelta(days=1)
+    first = [prediction("d1", 1), Actual("d1", 0, occurred_at=T)]
+    sink.write(first)
+    sink.write([prediction("d2", 2), first[0]])  # a repeat, dropped
+    sink.write([prediction("d3", 3, at=day2)])
+    sink.write([prediction("d4", 4, at=day2)])
+    before = sink.read_records()
+
+    merged = sink.compact(before=day2.date())
+
+    lake = tmp_path / "lake"
+    counts = {
+        p.relative_to(lake).as_posix(): len(list(p.glob("*.parquet")))
+        for p in sorted(lake.glob("*/date=*"))
+    }
+    assert merged == 2
+    assert counts == {
+        "actuals/date=2024-03-01": 1,
+        "predictions/date=2024-03-01": 1,
+        "predictions/date=2024-03-02": 2,
+    }
+    assert sink.read_records() == before
+    assert pq.read_table(sink.files()[0]).num_rows == 2
+
+
+def test_compact_leaves_today_alone(tmp_path):
+    sink = ParquetSink(tmp_path / "lake")
+    now = datetime.now(UTC)
+    sink.write([prediction("d1", 1, at=now)])
+    sink.write([prediction("d2", 2, at=now)])
+
+    assert (sink.compact(), len(sink.files())) == (0, 2)
+
+
+def test_reader_tries_again_when_a_file_vanishes(tmp_path, monkeypatch):
+    sink = ParquetSink(tmp_path / "lake")
+    sink.write([prediction("d1", 1)])
+    listed = sink._files
+    calls = []
+
+    def vanishing(dataset, *days):
+        calls.append(dataset)
+        files = listed(dataset, *days)
+        return [*files, f"{tmp_path}/gone.parquet"] if len(calls) == 1 else files
+
+    monkeypatch.setattr(sink, "_files", vanishing)
+
+    assert [r.data_id for r in sink.read_records()] == ["d1"]
+    assert calls == ["predictions", "predictions", "actuals"]

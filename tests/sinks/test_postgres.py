@@ -283,3 +283,13 @@ def test_socket_url_writes_without_password(postgres_server):
 
 def test_reading_before_any_write_is_empty(sink):
     assert (sink.read_records(), sink.joined()) == ([], [])
+
+
+def test_repeats_inside_one_batch_are_stored_once(sink):
+    p, q = prediction("d1", 1), prediction("d2", 2)
+    a = Actual("d1", 0, occurred_at=T)
+
+    sink.write([p, q, p, a, a])
+    sink.write([q, prediction("d3", 3)])
+
+    assert [r.data_id for r in sink.read_records()] == ["d1", "d2", "d3", "d1"]
