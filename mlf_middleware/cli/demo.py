@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..exceptions import MLFError
 from ._common import Parser, missing_extra
 
 __all__ = ["run"]
@@ -155,9 +156,6 @@ def run(argv: Sequence[str]) -> int:
         print(problem, file=sys.stderr)
         return 2
 
-    from ..sinks.sqlite import SQLiteSink
-    from .report import format_text, summarize
-
     db = Path(args.db).absolute()
     _remove_store(db)
     print("training a classifier on scikit-learn's breast-cancer data")
@@ -168,11 +166,33 @@ def run(argv: Sequence[str]) -> int:
         _, predicted = _send(base, rows, labels)
     stats = recorder.close(timeout=10)
 
-    figures = summarize(SQLiteSink(db).joined(MODEL))
     sent_accuracy = sum(p == y for p, y in zip(predicted, labels, strict=True))
-    print(f"\nreport from {db.name}:")
-    print(format_text(figures))
+    try:
+        figures = _report(db)
+    except MLFError as exc:  # the HTML file could not be written
+        print(f"mlf-middleware demo: {exc}", file=sys.stderr)
+        return 2
     return _verdict(figures, stats, len(rows), sent_accuracy / len(rows))
+
+
+def _report(db: Path) -> dict[str, Any]:
+    """Print the report of the demo's store, write its HTML beside it.
+
+    Return the model's overall figures for the verdict.
+    """
+    from ..sinks.sqlite import SQLiteSink
+    from .report import build_report, format_report, summarize, write_html
+
+    report = build_report(SQLiteSink(db).joined(MODEL))
+    report["store"] = f"sqlite:{db.name}"
+    page = write_html(report, db.with_suffix(".html"))
+    print(f"\nreport from {db.name}:\n")
+    print(format_report(report))
+    print(f"\nHTML report: {page}")
+    print(f"again, or later: mlf-middleware report --sink sqlite:///{db}")
+
+    models = report["models"]
+    return models[0]["summary"] if models else summarize([])
 
 
 def _verdict(figures: dict, stats: dict, sent: int, accuracy: float) -> int:

@@ -164,7 +164,7 @@ def _window_charts(model: dict[str, Any], window: str) -> list[str]:
                     [("accuracy", accuracy, GREEN)],
                     low=max(0.0, floor - 0.05),
                     high=1.0,
-                    fmt=lambda v: f"{v * 100:.0f}%",
+                    fmt=lambda v: f"{v * 100:.3g}%",
                 ),
             )
         )
@@ -283,8 +283,23 @@ def _reference_note(model: dict[str, Any], window: str) -> str:
     )
 
 
+def _no_drift(model: dict[str, Any]) -> str | None:
+    """Why there are no drift figures, or None when there are."""
+    ref = model["reference"]
+    if not ref["predictions"]:
+        return "The reference range holds no predictions of this model."
+    if ref["source"] == "first window" and len(model["windows"]) == 1:
+        return (
+            "One window only, and it is the reference: no drift to show yet. "
+            "A longer range, or --reference-since and --reference-until, "
+            "gives drift figures."
+        )
+    return None
+
+
 def _model_section(model: dict[str, Any], window: str) -> str:
     name = "(no model)" if model["model"] is None else model["model"]
+    no_drift = _no_drift(model)
     parts = [
         f'<section class="model"><h2>{escape(name)} '
         f'<span class="task">{escape(model["task"])}</span></h2>',
@@ -294,10 +309,12 @@ def _model_section(model: dict[str, Any], window: str) -> str:
         _cards(model),
         '<div class="grid">',
         *_window_charts(model, window),
-        _worst_drift_chart(model),
+        _figure("Drift", f"<p>{escape(no_drift)}</p>")
+        if no_drift
+        else _worst_drift_chart(model),
         "</div>",
     ]
-    if model["reference"]["predictions"]:
+    if not no_drift:
         parts += [
             "<h3>Drift per feature and window</h3>",
             f'<p class="muted">{escape(_reference_note(model, window))}</p>',
@@ -307,11 +324,6 @@ def _model_section(model: dict[str, Any], window: str) -> str:
             *_histograms(model, window),
             "</div>",
         ]
-    else:
-        parts.append(
-            '<p class="empty">The reference range holds no predictions of this '
-            "model: no drift figures.</p>"
-        )
     return "\n".join([*parts, "</section>"])
 
 

@@ -272,3 +272,11 @@ def test_console_check_catches_a_failing_page(tmp_path):
 
     messages = _console(result.stderr)
     assert any("broken chart" in m for m in messages)
+
+
+def test_single_window_says_there_is_no_drift_yet():
+    html = render(build_report(_rows("clf:1", hours=1)), generated=GENERATED)
+
+    assert "One window only, and it is the reference: no drift to show yet." in html
+    assert html.count('<svg class="chart"') == 3
+    assert '<table class="heat">' not in html
