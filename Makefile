@@ -17,14 +17,18 @@ $(VENV)/.installed-cli: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,bentoml,ray]'
 	touch $@ $(VENV)/.installed-cli
 
 demo: $(VENV)/.installed-cli
 	$(BIN)/mlf-middleware demo
 
+# The whole suite runs in a network namespace that has only loopback (when
+# root): servers, Ray and PostgreSQL all live on 127.0.0.1 there, and no test
+# traffic can leave the machine.
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	.ci/system-deps.sh
+	.ci/in-loopback-netns.sh $(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check mlf_middleware integrations tests benchmarks examples
