@@ -97,11 +97,14 @@ def kind_of(values: Iterable[Any]) -> str:
     """NUMERIC when every present value is a number, else CATEGORICAL."""
     seen_number = False
     for value in values:
-        if _missing(value):
+        if type(value) is float or type(value) is int:  # the common case, fast
+            seen_number = True
+        elif _missing(value):
             continue
-        if _number(value) is None:
+        elif _number(value) is None:
             return CATEGORICAL
-        seen_number = True
+        else:
+            seen_number = True
 
     return NUMERIC if seen_number else CATEGORICAL
 
@@ -164,6 +167,11 @@ class Bins:
 
     def index(self, value: Any) -> int:
         """The bin of one value."""
+        if self.kind == NUMERIC and (type(value) is float or type(value) is int):
+            if value != value:  # NaN
+                return self.size - 1
+            # The count of cut points strictly below: bins closed on the right.
+            return bisect.bisect_left(self.cuts, value)
         if _missing(value):
             return self.size - 1
         if self.kind == CATEGORICAL:
@@ -174,17 +182,14 @@ class Bins:
         number = _number(value)
         if number is None:  # a stray non-number in a numeric feature
             return self.size - 1
-        # The count of cut points strictly below: bins closed on the right.
         return bisect.bisect_left(self.cuts, number)
 
     def shares(self, values: Sequence[Any]) -> list[float]:
         """Each bin's share of ``values`` (0 for all bins when empty)."""
-        counts = [0] * self.size
-        for value in values:
-            counts[self.index(value)] += 1
+        counts = Counter(map(self.index, values))
         total = len(values)
 
-        return [c / total if total else 0.0 for c in counts]
+        return [counts[i] / total if total else 0.0 for i in range(self.size)]
 
 
 def histogram_pair(

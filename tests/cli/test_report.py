@@ -420,6 +420,16 @@ def test_empty_range_says_so_and_json_stays_valid(store, capsys):
     )
 
 
+def test_known_model_with_nothing_in_range_is_not_an_error(store):
+    code, text = _run("--sink", store, "--model", "m:1", "--until", "2025-06-01")
+
+    assert code == 0
+    assert text == (
+        "no predictions from the start until 2025-06-01T00:00:00.000000Z "
+        "for model 'm:1'\n"
+    )
+
+
 def test_unknown_model_exits_2_naming_it(store, capsys):
     code, text = _run("--sink", store, "--model", "nope:1")
 
