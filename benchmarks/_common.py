@@ -190,15 +190,21 @@ def save(section: str, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 
 
-def cli(description: str | None) -> argparse.Namespace:
+def cli(
+    description: str | None,
+    extra: Callable[[argparse.ArgumentParser], Any] | None = None,
+) -> argparse.Namespace:
     """Parse ``--quick`` and ``--results``; point ``save`` at the results.
 
     A quick run without ``--results`` (or ``MLF_BENCH_RESULTS``) writes
     nothing, so a smoke run never overwrites the figures of a full one.
+    ``extra(parser)`` adds a benchmark's own options.
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="a smoke run")
     parser.add_argument("--results", help="the results file to merge into")
+    if extra is not None:
+        extra(parser)
     args = parser.parse_args()
     if args.results:
         os.environ[RESULTS_ENV] = str(Path(args.results).absolute())

@@ -312,13 +312,13 @@ def memory(n: int, rounds: int) -> tuple[dict[str, Any], list]:
 
 def main() -> None:
     args = cli(__doc__.splitlines()[0])
-    n, rounds = (2_000, 2) if args.quick else (100_000, 5)
-    mem_n, mem_rounds = (20_000, 1) if args.quick else (1_000_000, 5)
+    n, rounds = (2_000, 1) if args.quick else (100_000, 5)
+    mem_n, mem_rounds = (5_000, 1) if args.quick else (1_000_000, 5)
 
     results, table = throughput(n, rounds)
     print_table(f"pipeline throughput, {n:,} records, {rounds} rounds", table)
 
-    results["memory"], table = memory(mem_n, mem_rounds)
+    results["stalled_sink_memory"], table = memory(mem_n, mem_rounds)
     print_table(
         f"memory, {mem_n:,} records into a stalled sink, 64 MiB queue, "
         f"{mem_rounds} rounds",
