@@ -12,6 +12,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgre
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v unshare >/dev/null 2>&1 || missing="$missing util-linux"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
 if [ "${1:-}" = "bench" ]; then
     command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
 fi

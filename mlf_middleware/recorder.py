@@ -267,6 +267,23 @@ class Recorder:
         model_version_fqn: str | None = None,
     ) -> bool:
         """Record the true outcome for ``data_id``; never raises."""
+        return self._accept_actual(
+            data_id,
+            value,
+            occurred_at=occurred_at,
+            model_version_fqn=model_version_fqn,
+            record_id=None,
+        )
+
+    def _accept_actual(
+        self,
+        data_id: str,
+        value: Any,
+        *,
+        occurred_at: datetime | None,
+        model_version_fqn: str | None,
+        record_id: str | None,
+    ) -> bool:
         if not self._enabled:
             return False
         self._count("captured")
@@ -280,7 +297,7 @@ class Recorder:
             wire = {
                 "type": "actual",
                 "schema": SCHEMA_VERSION,
-                "record_id": new_record_id(),
+                "record_id": record_id or new_record_id(),
                 "data_id": data_id,
                 "model_version_fqn": model_version_fqn or self.model_version_fqn,
                 "occurred_at": self._stamp(occurred_at),
@@ -416,11 +433,12 @@ class Recorder:
         """Queue ``Actual`` objects; return how many were kept."""
         kept = 0
         for actual in _records_of(actuals, Actual, "actuals"):
-            kept += self.record_actual(
+            kept += self._accept_actual(
                 actual.data_id,
                 actual.value,
                 occurred_at=actual.occurred_at,
                 model_version_fqn=actual.model_version_fqn or model_version_fqn,
+                record_id=actual.record_id,
             )
         return kept
 

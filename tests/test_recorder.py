@@ -386,3 +386,12 @@ def test_forked_child_never_resends_parent_records(tmp_path):
     values = sorted(r.features["i"] for r in sink.read_records())
     assert values == [0, 1, 2, 100]
     assert len(sink.files()) == 2
+
+
+def test_logged_records_keep_their_record_ids():
+    with memory_recorder() as rec:
+        rec.log_predictions([Prediction("d", {"a": 1}, {"value": 1}, record_id="p1")])
+        rec.log_actuals([Actual("d", 1, record_id="a1")])
+        records = flushed(rec)
+
+    assert [r.record_id for r in records] == ["p1", "a1"]
