@@ -410,6 +410,22 @@ def test_empty_store_says_so(tmp_path):
     assert text == "the store sqlite:empty.db holds no predictions yet\n"
 
 
+def test_empty_store_still_writes_an_html_page(tmp_path):
+    sink = SQLiteSink(tmp_path / "empty.db")
+    sink.write([])
+    sink.close()
+
+    code, _ = _run(
+        "--sink", f"sqlite:///{tmp_path}/empty.db", "--html", str(tmp_path / "e.html")
+    )
+
+    assert code == 0
+    assert (
+        '<p class="empty">the store sqlite:empty.db holds no predictions yet</p>'
+        in (tmp_path / "e.html").read_text()
+    )
+
+
 def test_empty_range_says_so_and_json_stays_valid(store, capsys):
     code, text = _run("--sink", store, "--since", "2027-01-01", "--format", "json")
 
