@@ -34,4 +34,4 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check mlf_middleware integrations tests benchmarks examples
 
 clean:
-	rm -rf $(VENV) mlf_demo.db mlf_demo.db-wal mlf_demo.db-shm
+	rm -rf $(VENV) mlf_demo.db mlf_demo.db-wal mlf_demo.db-shm mlf_demo.html
