@@ -43,6 +43,7 @@ def capture_deployment(
     target: Any = None,
     /,
     *,
+    sink: str | Sequence[str] | None = None,
     recorder: ServeRecorder | Recorder | None = None,
     methods: Sequence[str] | None = None,
     model_version_fqn: str | None = None,
@@ -61,7 +62,7 @@ def capture_deployment(
     Use bare or with options, below ``@serve.deployment``::
 
         @serve.deployment(num_replicas=2)
-        @capture_deployment(recorder=ServeRecorder("sqlite:////data/p.db"))
+        @capture_deployment(sink="sqlite:////data/predictions.db")
         class Model:
             async def __call__(self, request: Request) -> dict: ...
 
@@ -84,9 +85,11 @@ def capture_deployment(
     ``replica_id`` and ``request_id`` in ``raw_data``.
 
     Args:
-        recorder: a ``ServeRecorder`` (or a ``Recorder``, which crosses to
-            replicas as its configuration); None means each replica's
-            default recorder.
+        sink: a sink URL or a list of them, for ``ServeRecorder(sink)``:
+            each replica builds its own recorder on first use.
+        recorder: a ``ServeRecorder`` (for Recorder options), or a
+            ``Recorder``, which crosses to replicas as its configuration.
+            With neither, each replica uses its default recorder.
         methods: method names to wrap on a class (default ``("__call__",)``).
         Others: as ``mlf_middleware.capture``.
 
@@ -95,7 +98,7 @@ def capture_deployment(
             decorator sits above ``@serve.deployment``.
     """
     options = {
-        "recorder": _serve_recorder(recorder),
+        "recorder": _serve_recorder(sink, recorder),
         "model_version_fqn": model_version_fqn,
         "features": features,
         "outputs": outputs,
@@ -115,7 +118,11 @@ def capture_deployment(
     return _apply(target, options, names, methods)
 
 
-def _serve_recorder(recorder: Any) -> ServeRecorder:
+def _serve_recorder(sink: Any, recorder: Any) -> ServeRecorder:
+    if sink is not None:
+        if recorder is not None:
+            raise ConfigError("give sink= or recorder=, not both")
+        return ServeRecorder(sink)
     if recorder is None:
         return ServeRecorder()
     if isinstance(recorder, ServeRecorder):

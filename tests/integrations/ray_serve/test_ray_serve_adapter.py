@@ -18,17 +18,18 @@ import types
 from contextvars import ContextVar
 
 import pytest
-from mlf_middleware.integrations.ray_serve import (
-    ServeRecorder,
-    _capture,
-    capture_deployment,
-)
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 
 from mlf_middleware import PredictionLoggingMiddleware, last_data_ids
 from mlf_middleware.exceptions import ConfigError
 from mlf_middleware.hashing import generate_hash_from_data
+from mlf_middleware.integrations.ray_serve import (
+    ServeRecorder,
+    _capture,
+    _recorder,
+    capture_deployment,
+)
 from mlf_middleware.recorder import Recorder
 from mlf_middleware.sinks import MemorySink, SQLiteSink
 
@@ -177,6 +178,19 @@ def test_generators_pass_their_items_through(recorder):
     assert list(Model().stream(3)) == [0, 1, 2]
     assert asyncio.run(collect()) == [0, 1, 2]
     assert written(recorder) == []  # streams record only with outputs=
+
+
+def test_sink_option_builds_a_serve_recorder(tmp_path):
+    @capture_deployment(sink=f"sqlite:///{tmp_path}/p.db")
+    class Model:
+        def __call__(self, features: dict) -> int:
+            return 1
+
+    Model()({"x": 1})
+
+    assert _recorder.flush_all(5)  # every ServeRecorder used in this process
+    (record,) = SQLiteSink(tmp_path / "p.db").read_records()
+    assert record.features == {"x": 1}
 
 
 def test_function_deployment_records_and_flushes_at_shutdown(recorder):
@@ -567,6 +581,8 @@ def test_capture_deployment_refuses_a_serve_deployment():
         ({"methods": "__call__"}, "methods must be a list"),
         ({"recorder": "sqlite:///p.db"}, "recorder must be"),
         ({"id": "header:x-id"}, "id="),
+        ({"sink": "sqlite:///p.db", "recorder": ServeRecorder()}, "not both"),
+        ({"sink": "nosuch:///p.db"}, "nosuch"),
     ],
 )
 def test_bad_decorator_options_are_named(options, message):
