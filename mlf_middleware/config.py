@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from .exceptions import ConfigError
 
-__all__ = ["ENVIRONMENT", "EnvVar", "env_flag", "env_float", "env_str"]
+__all__ = [
+    "ENVIRONMENT",
+    "EnvVar",
+    "check_recorder_options",
+    "env_flag",
+    "env_float",
+    "env_str",
+]
 
 
 @dataclass(frozen=True)
@@ -81,3 +89,50 @@ def env_float(name: str, *, minimum: float = 0.0) -> float:
         raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
 
     return value
+
+
+def _positive(name: str, value: float, *, integer: bool = False) -> None:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+
+
+def check_recorder_options(given: dict[str, Any]) -> dict[str, Any]:
+    """Validate Recorder's options (naming the bad one); return them.
+
+    The returned mapping is what a Recorder pickles as.
+    """
+    from ._channel import OVERFLOW_POLICIES
+    from ._redact import parse_paths
+
+    options = {k: v for k, v in given.items() if k != "self"}
+    rate = options["sample_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        raise ConfigError(f"sample_rate must be a number, got {rate!r}")
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"sample_rate must be between 0 and 1, got {rate!r}")
+    for name in ("batch_size", "max_queue_records", "max_queue_bytes"):
+        _positive(name, options[name], integer=True)
+    _positive("max_record_bytes", options["max_record_bytes"], integer=True)
+    _positive("max_delay", options["max_delay"])
+    if options["flush_timeout"] is not None:
+        _positive("flush_timeout", options["flush_timeout"])
+    if options["overflow"] not in OVERFLOW_POLICIES:
+        raise ConfigError(
+            f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}, "
+            f"got {options['overflow']!r}"
+        )
+    _positive("block_timeout", options["block_timeout"])
+    _positive("max_spool_bytes", options["max_spool_bytes"], integer=True)
+    spool = options["spool_dir"]
+    if spool is not None and not isinstance(spool, bool | str | os.PathLike):
+        raise ConfigError("spool_dir must be a path, False or None")
+    mvf = options["model_version_fqn"]
+    if mvf is not None and not isinstance(mvf, str):
+        raise ConfigError("model_version_fqn must be a string or None")
+    if isinstance(options["redact"], str):
+        raise ConfigError("redact must be a list of paths, not one string")
+    options["redact"] = tuple(options["redact"])
+    parse_paths(options["redact"])
+
+    return options

@@ -11,7 +11,6 @@ raises into the caller.
 from __future__ import annotations
 
 import atexit
-import functools
 import hashlib
 import logging
 import os
@@ -27,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from . import hashing, metrics
-from ._channel import OVERFLOW_POLICIES, Channel, RateLimitedLog
-from .config import env_flag, env_float, env_str
+from ._channel import Channel, RateLimitedLog
+from ._redact import apply_redaction, parse_paths
+from .config import check_recorder_options, env_flag, env_float, env_str
 from .exceptions import ConfigError, InvalidRecord, MLFError
 from .records import (
     SCHEMA_VERSION,
@@ -56,15 +56,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 warn = RateLimitedLog(log)
 
-REDACTED = "[REDACTED]"
-
 _live: weakref.WeakSet[Recorder] = weakref.WeakSet()
 
-
-def _positive(name: str, value: float, *, integer: bool = False) -> None:
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+# The Ray Serve adapter checks options before it builds a recorder.
+_check_options = check_recorder_options
 
 
 class Recorder:
@@ -118,10 +113,10 @@ class Recorder:
         enabled: bool | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self._options = _check_options(locals())
+        self._options = check_recorder_options(locals())
         self.model_version_fqn = model_version_fqn
         self.sample_rate = float(sample_rate)
-        self._redact = _parse_paths(self._options["redact"])
+        self._redact = parse_paths(self._options["redact"])
         self._max_record_bytes = max_record_bytes
         self._flush_timeout = (
             env_float("MLF_FLUSH_TIMEOUT") if flush_timeout is None else flush_timeout
@@ -341,12 +336,12 @@ class Recorder:
 
     def _encode_and_offer(self, wire: dict[str, Any], redact: Sequence[str]) -> None:
         """Encode once (the snapshot that travels) and hand it to each sink."""
-        paths = self._redact + _parse_paths(tuple(redact)) if redact else self._redact
+        paths = self._redact + parse_paths(tuple(redact)) if redact else self._redact
         if paths:
             for key in ("features", "raw_data"):
                 if wire.get(key) is not None:
                     wire[key] = hashing.normalize(wire[key], path=key)
-            _apply_redaction(wire, paths)
+            apply_redaction(wire, paths)
         data = encode_wire(wire)
 
         if len(data) > self._max_record_bytes:
@@ -514,41 +509,6 @@ def _rebuild(specs: list[Any], options: dict[str, Any]) -> Recorder:
     return Recorder(specs if len(specs) != 1 else specs[0], **options)
 
 
-def _check_options(given: dict[str, Any]) -> dict[str, Any]:
-    """Validate the constructor's options; return them for pickling."""
-    options = {k: v for k, v in given.items() if k != "self"}
-    rate = options["sample_rate"]
-    if isinstance(rate, bool) or not isinstance(rate, int | float):
-        raise ConfigError(f"sample_rate must be a number, got {rate!r}")
-    if not 0.0 <= rate <= 1.0:
-        raise ConfigError(f"sample_rate must be between 0 and 1, got {rate!r}")
-    for name in ("batch_size", "max_queue_records", "max_queue_bytes"):
-        _positive(name, options[name], integer=True)
-    _positive("max_record_bytes", options["max_record_bytes"], integer=True)
-    _positive("max_delay", options["max_delay"])
-    if options["flush_timeout"] is not None:
-        _positive("flush_timeout", options["flush_timeout"])
-    if options["overflow"] not in OVERFLOW_POLICIES:
-        raise ConfigError(
-            f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}, "
-            f"got {options['overflow']!r}"
-        )
-    _positive("block_timeout", options["block_timeout"])
-    _positive("max_spool_bytes", options["max_spool_bytes"], integer=True)
-    spool = options["spool_dir"]
-    if spool is not None and not isinstance(spool, bool | str | os.PathLike):
-        raise ConfigError("spool_dir must be a path, False or None")
-    mvf = options["model_version_fqn"]
-    if mvf is not None and not isinstance(mvf, str):
-        raise ConfigError("model_version_fqn must be a string or None")
-    if isinstance(options["redact"], str):
-        raise ConfigError("redact must be a list of paths, not one string")
-    options["redact"] = tuple(options["redact"])
-    _parse_paths(options["redact"])
-
-    return options
-
-
 def _sink_specs(sink: Any) -> list[Any]:
     if sink is None:
         sink = [s.strip() for s in (env_str("MLF_SINK") or "").split(",")]
@@ -559,38 +519,6 @@ def _sink_specs(sink: Any) -> list[Any]:
         raise ConfigError("sink: no sink given")
     # Resolve relative paths now, so a copy unpickled elsewhere writes here.
     return [resolve_url(s) if isinstance(s, str) else s for s in specs]
-
-
-@functools.lru_cache(maxsize=256)
-def _parse_paths(paths: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
-    if isinstance(paths, str):
-        raise ConfigError("redact must be a list of paths, not one string")
-    parsed = []
-    for path in paths:
-        if not isinstance(path, str) or not path or "" in path.split("."):
-            raise ConfigError(f"redact: bad path {path!r}")
-        parts = tuple(path.split("."))
-        if parts[0] != "raw_data":
-            parts = ("features", *parts)
-        parsed.append(parts)
-    return tuple(parsed)
-
-
-def _apply_redaction(wire: dict[str, Any], paths: Iterable[tuple[str, ...]]) -> None:
-    """Replace each path's value, copying the dicts on the way (never the caller's)."""
-    for path in paths:
-        node: Any = wire
-        for depth, key in enumerate(path):
-            if not isinstance(node, dict) or key not in node:
-                break
-            if depth == len(path) - 1:
-                node[key] = REDACTED
-                break
-            child = node[key]
-            if isinstance(child, Mapping):
-                child = dict(child)
-                node[key] = child
-            node = child
 
 
 def _records_of(items: Any, kind: type, name: str) -> list[Any]:
