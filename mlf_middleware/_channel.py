@@ -33,11 +33,12 @@ from typing import Any
 import orjson
 
 from ._files import open_private
+from ._logging import RateLimitedLog
 from .exceptions import SinkRejected, SinkUnavailable
 from .records import from_wire
 from .spool import Spool
 
-__all__ = ["OVERFLOW_POLICIES", "Channel", "RateLimitedLog"]
+__all__ = ["OVERFLOW_POLICIES", "Channel"]
 
 log = logging.getLogger(__name__)
 
@@ -57,35 +58,6 @@ _ITEM_OVERHEAD = 120
 _live: weakref.WeakSet[Channel] = weakref.WeakSet()
 
 Item = tuple[int, bytes]
-
-
-class RateLimitedLog:
-    """Log a WARNING at most once per ``interval`` seconds per key."""
-
-    def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
-        self._logger = logger
-        self._interval = interval
-        self._last: dict[str, float] = {}
-        self._suppressed: Counter[str] = Counter()
-
-    def allows(self, key: str) -> bool:
-        """True at most once per interval per key (counting the others)."""
-        now = time.monotonic()
-        if now - self._last.get(key, -1e9) < self._interval:
-            self._suppressed[key] += 1
-            return False
-        self._last[key] = now
-        return True
-
-    def warning(self, key: str, msg: str, *args: object) -> None:
-        if not self.allows(key):
-            return
-
-        skipped = self._suppressed.pop(key, 0)
-        if skipped:
-            msg += " (%d similar messages suppressed)"
-            args = (*args, skipped)
-        self._logger.warning(msg, *args)
 
 
 warn = RateLimitedLog(log)

@@ -14,7 +14,7 @@ import anyio.to_thread
 from . import _asgi as asgi
 from . import extract, hashing
 from ._asgi import EXCHANGE_KEY, VALID_ID, ASGIApp, Message, Receive, Scope, Send
-from ._channel import RateLimitedLog
+from ._logging import RateLimitedLog
 from ._metadata import with_trace
 from .decorator import _set_last_data_ids
 from .exceptions import InvalidRecord

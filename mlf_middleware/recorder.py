@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from . import hashing, metrics
-from ._channel import Channel, RateLimitedLog
+from ._channel import Channel
+from ._logging import RateLimitedLog
 from ._redact import apply_redaction, parse_paths
 from .config import check_recorder_options, env_flag, env_float, env_str
 from .exceptions import ConfigError, InvalidRecord, MLFError

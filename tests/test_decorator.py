@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from mlf_middleware import recorder as recorder_module
-from mlf_middleware._channel import RateLimitedLog
+from mlf_middleware._logging import RateLimitedLog
 from mlf_middleware.decorator import (
     _call,
     _set_last_data_ids,

@@ -14,7 +14,7 @@ from servers import JSON, call_asgi, http_scope
 
 from mlf_middleware import generate_hash_from_data
 from mlf_middleware import middleware as middleware_module
-from mlf_middleware._channel import RateLimitedLog
+from mlf_middleware._logging import RateLimitedLog
 from mlf_middleware.exceptions import ConfigError
 from mlf_middleware.middleware import EXCHANGE_KEY, PredictionLoggingMiddleware
 from mlf_middleware.testing import FixedClock, flushed, memory_recorder

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import hashing
-from .._channel import RateLimitedLog
+from .._logging import RateLimitedLog
 from .._metadata import with_trace
 from ..exceptions import MLFError
 from ..extract import CallParameters, outputs_for_rows, rows_from_call
