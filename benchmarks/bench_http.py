@@ -426,7 +426,7 @@ def main() -> None:
             "--in-process-only", action="store_true", help="skip the wrk part"
         ),
     )
-    n, rounds = (200, 3) if args.quick else (5_000, 9)
+    n, rounds = (200, 3) if args.quick else (2_000, 9)
     seconds, http_rounds = (1, 1) if args.quick else (5, 5)
 
     results: dict[str, Any] = {}

@@ -34,6 +34,7 @@ BENCHMARKS = {
     "batch": "bench_batch.py",
     "http": "bench_http.py",
     "pipeline": "bench_pipeline.py",
+    "profile": "profile_hot_paths.py",
 }
 BEGIN = "<!-- bench:begin (written by benchmarks/run_all.py) -->"
 END = "<!-- bench:end -->"
@@ -87,6 +88,14 @@ def _get(node: Any, *keys: str) -> Any:
 
 
 Row = tuple[str, str, str, str]
+
+
+def _stage_rows(stages: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    for index, (name, figure) in enumerate(stages.items()):
+        title = "stages, caller CPU per call" if index == 0 else ""
+        rows.append((title, name, _fig(figure, 2), ""))
+    return rows
 
 
 def _decorator_rows(dec: dict[str, Any]) -> list[Row]:
@@ -177,6 +186,8 @@ def headline(results: dict[str, Any]) -> list[Row]:
         rows += _http_rows(results["http"])
     if results.get("pipeline"):
         rows += _pipeline_rows(results["pipeline"])
+    if _get(results, "profile", "stages"):
+        rows += _stage_rows(results["profile"]["stages"])
     return rows
 
 

@@ -89,6 +89,21 @@ def test_decorator_benchmark_compares_capture_with_its_peers(tmp_path):
     assert results["machine"]["cores"] >= 1
 
 
+def test_profile_lists_stages_and_hot_functions(tmp_path):
+    results = run_quick("profile_hot_paths.py", tmp_path / "r.json")
+
+    section = results["profile"]
+    assert_well_formed(section["stages"])
+    assert len(section["stages"]) == 5
+    paths = [key for key in section if key != "stages"]
+    assert len(paths) == 4
+    for path in paths:
+        assert section[path], path
+        assert {"function", "own_share", "own_us_per_outer_call"} <= set(
+            section[path][0]
+        )
+
+
 @pytest.fixture(scope="module")
 def batch_results(tmp_path_factory) -> dict[str, Any]:
     """One quick batch run, shared by the tests that read its results."""
