@@ -76,6 +76,16 @@ def assert_well_formed(section: dict[str, Any]) -> None:
         assert math.isfinite(verdict["value"]), path
 
 
+def test_hashing_results_compare_with_the_mlfoundry_formula(tmp_path):
+    results = run_quick("hashing_to_results.py", tmp_path / "r.json")
+
+    section = results["hashing"]
+    assert_well_formed(section)
+    ours = section["10 features"]["canonical"]
+    assert ours["times_faster_than_mlfoundry"] > 0
+    assert {"target_us", "target_ratio"} <= ours.keys()
+
+
 def test_decorator_benchmark_compares_capture_with_its_peers(tmp_path):
     results = run_quick("bench_decorator.py", tmp_path / "r.json")
 
