@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Generator
 
 import pytest
 from support.postgres import PostgresServer, postgres_server
@@ -30,22 +30,24 @@ def _failed_skip(report: pytest.BaseReport) -> None:
     )
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
-) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     if _in_ci() and report.skipped and not hasattr(report, "wasxfail"):
         _failed_skip(report)
+    return report
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
     if _in_ci() and report.skipped:
         _failed_skip(report)
+    return report
 
 
 @pytest.fixture
