@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import uuid
 from datetime import datetime
 from typing import Any
 
-import orjson
+from orjson import dumps as _orjson_dumps
 
-from ._canonical import clean_text, number_text, write
+from ._canonical import clean_text
+from ._fast import STRICT, canonical_bytes, fast_text
 from ._normalize import MAX_DEPTH, format_timestamp, normalize_tree
 from .exceptions import ConfigError, UnsupportedValue
 
@@ -37,32 +37,11 @@ __all__ = [
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "mlf-middleware:data_id:v1")
 SCHEMES = ("canonical", "mlfoundry")
 
-_CANONICAL_NS = NAMESPACE.bytes
-_MLFOUNDRY_NS = uuid.NAMESPACE_X500.bytes
-_sha1 = hashlib.sha1
-_orjson_dumps = orjson.dumps
-_Fragment = orjson.Fragment
-_LEAVES = frozenset({str, int, bool, type(None)})
-_EXACT_INT = 2.0**53  # integral floats below this print as exact integers
-
-# orjson must refuse (raise TypeError) whatever it would write differently
-# from the normaliser: numpy, subclasses, dates, dataclasses. What it accepts
-# then (dict, list, tuple, str, int, float, bool, None, UUID, Enum) it writes
-# as RFC 8785 does, except some floats, which _IMPRECISE catches.
-_STRICT = (
-    orjson.OPT_PASSTHROUGH_SUBCLASS
-    | orjson.OPT_PASSTHROUGH_DATETIME
-    | orjson.OPT_PASSTHROUGH_DATACLASS
-)
-_SORTED = _STRICT | orjson.OPT_SORT_KEYS
-
-# Signs that orjson wrote a float otherwise than RFC 8785: an integral float
-# ("1.0"), an exponent ("1e+16", "1e-6"). They may also match inside strings,
-# which costs a second pass, never a wrong text.
-_INTEGRAL_FLOAT = re.compile(rb"\.0(?:[,\]}]|$)")
-_FOUR_BYTE_CHAR = re.compile(rb"[\xf0-\xf4]")
-
-# The last hex digit pair of a UUID's clock_seq_hi: variant bits 10xx.
+# uuid5 = SHA-1 of the namespace's bytes, then the name: start from a copy
+# of a hash that has already taken the namespace.
+_CANONICAL_SEED = hashlib.sha1(NAMESPACE.bytes)
+_MLFOUNDRY_SEED = hashlib.sha1(uuid.NAMESPACE_X500.bytes)
+# the hex digit that holds the variant bits (10xx) of a UUID
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
@@ -106,85 +85,12 @@ def canonical_json(tree: Any) -> str:
 
     Integers of magnitude 2**53 or more are written as their exact digits.
     """
-    return _canonical_bytes(tree).decode("utf-8")
-
-
-def _canonical_bytes(tree: Any) -> bytes:
-    text = _fast_text(tree, raw=False)
-    if text is not None:
-        return text
-
-    return write(tree).encode("utf-8")
-
-
-def _fast_text(value: Any, *, raw: bool) -> bytes | None:
-    """Return RFC 8785 bytes written by orjson, or None for the slow path.
-
-    With ``raw`` the value comes straight from the caller, so a float NaN
-    (which orjson writes as null) also sends it to normalize() first.
-    """
-    try:
-        text = _orjson_dumps(value, option=_SORTED)
-    except TypeError:  # a type to convert, a surrogate, an int beyond 64 bits
-        return None
-    if raw and b"null" in text:
-        return None
-    if (
-        b"e+" in text
-        or b"e-" in text
-        or (b".0" in text and _INTEGRAL_FLOAT.search(text))
-    ):
-        try:
-            text = _orjson_dumps(_exact_floats(value), option=_SORTED)
-        except _NotPlain:
-            return None
-    # orjson sorts keys by code point, RFC 8785 by UTF-16 code unit: they
-    # differ only around characters beyond U+FFFF, which the slow path sorts.
-    if not text.isascii() and _FOUR_BYTE_CHAR.search(text):
-        return None
-
-    return text
-
-
-class _NotPlain(Exception):
-    """A value that only the normaliser can convert (an Enum, a UUID)."""
-
-
-def _exact_floats(value: Any) -> Any:
-    """Copy a plain tree with each float that orjson writes otherwise fixed."""
-    kind = type(value)
-    if kind is dict:
-        return {
-            key: item if type(item) in _LEAVES else _exact_floats(item)
-            for key, item in value.items()
-        }
-    if kind is list or kind is tuple:
-        return [
-            item if type(item) in _LEAVES else _exact_floats(item) for item in value
-        ]
-    if kind is float:
-        return _exact_float(value)
-
-    raise _NotPlain
-
-
-def _exact_float(number: float) -> Any:
-    """Return ``number`` as orjson will write in RFC 8785 form."""
-    if number.is_integer():
-        if -_EXACT_INT < number < _EXACT_INT:
-            return int(number)  # "1" rather than "1.0"; -0.0 becomes 0
-    elif not -1e-4 < number < 1e-4:
-        return number  # orjson's shortest digits, placed as ECMAScript does
-    return _Fragment(number_text(number))
+    return canonical_bytes(tree).decode("utf-8")
 
 
 def data_id_of_normalized(tree: Any, timestamp: datetime | None = None) -> str:
     """Return the canonical data_id of an already-normalised tree."""
-    text = _canonical_bytes(tree)
-    if timestamp is not None:
-        text += b"|" + format_timestamp(timestamp).encode("ascii")
-
-    return _uuid5_hex(_CANONICAL_NS, text)
+    return _canonical_id(canonical_bytes(tree), timestamp)
 
 
 def generate_hash_from_data(
@@ -200,12 +106,10 @@ def generate_hash_from_data(
     given, is part of the id.
     """
     if scheme == "canonical":
-        text = _fast_text(features, raw=True)
+        text = fast_text(features, raw=True)
         if text is None:
-            text = _canonical_bytes(normalize(features, path="features"))
-        if timestamp is not None:
-            text += b"|" + format_timestamp(timestamp).encode("ascii")
-        return _uuid5_hex(_CANONICAL_NS, text)
+            text = canonical_bytes(normalize(features, path="features"))
+        return _canonical_id(text, timestamp)
     if scheme == "mlfoundry":
         return _mlfoundry_id(features, timestamp)
 
@@ -228,7 +132,7 @@ def _mlfoundry_id(features: Any, timestamp: datetime | None) -> str:
     if timestamp is not None:
         text += timestamp.isoformat()
 
-    return _uuid5_hex(_MLFOUNDRY_NS, text.encode("utf-8"))
+    return _uuid5_hex(_MLFOUNDRY_SEED, text.encode("utf-8"))
 
 
 def _json_default(value: Any) -> Any:
@@ -236,17 +140,30 @@ def _json_default(value: Any) -> Any:
     return normalize_tree(value, "features", keep_nonfinite=True)
 
 
-def _uuid5_hex(namespace: bytes, name: bytes) -> str:
-    """Return uuid5(namespace, name).hex without building a UUID object."""
-    digest = _sha1(namespace + name).hexdigest()
+def _canonical_id(text: bytes, timestamp: datetime | None) -> str:
+    """Return the data_id of canonical text (steps 3 and 4)."""
+    sha = _CANONICAL_SEED.copy()
+    sha.update(text)
+    if timestamp is not None:
+        sha.update(b"|" + format_timestamp(timestamp).encode("ascii"))
+    digest = sha.hexdigest()
 
-    return digest[:12] + "5" + digest[13:16] + _VARIANT[digest[16]] + digest[17:32]
+    return f"{digest[:12]}5{digest[13:16]}{_VARIANT[digest[16]]}{digest[17:32]}"
+
+
+def _uuid5_hex(seed: Any, name: bytes) -> str:
+    """Return uuid5(namespace, name).hex, ``seed`` holding the namespace."""
+    sha = seed.copy()
+    sha.update(name)
+    digest = sha.hexdigest()
+
+    return f"{digest[:12]}5{digest[13:16]}{_VARIANT[digest[16]]}{digest[17:32]}"
 
 
 def dumps(tree: Any) -> bytes:
     """Return strict RFC 8259 JSON bytes of an already-normalised tree."""
     try:
-        return _orjson_dumps(tree, option=_STRICT)
+        return _orjson_dumps(tree, option=STRICT)
     except TypeError:  # integers beyond 64 bits, or a tree not normalised
         pass
     try:

@@ -95,8 +95,32 @@ def test_every_double_bit_pattern_is_written_as_ecmascript(bits):
     number = struct.unpack("<d", struct.pack("<Q", bits))[0]
     if not math.isfinite(number):
         return
+    expected = rfc8785.dumps({"x": number}).decode()
 
-    assert canonical_json([number]) == rfc8785.dumps([number]).decode()
+    assert canonical_json({"x": number}) == expected  # the flat-dict path
+    assert canonical_json([{"x": number}]) == f"[{expected}]"  # the nested path
+    assert generate_hash_from_data({"x": number}) == uuid.uuid5(NAMESPACE, expected).hex
+
+
+def _neighbours(number: float) -> list[float]:
+    return [math.nextafter(number, -math.inf), number, math.nextafter(number, math.inf)]
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        n * sign
+        for edge in (1e-7, 1e-6, 1e-5, 1e-4, 1e15, 2.0**52, 2.0**53, 1e16, 1e21)
+        for n in _neighbours(edge)
+        for sign in (1, -1)
+    ],
+)
+def test_floats_around_notation_edges(number):
+    expected = rfc8785.dumps({"x": number}).decode()
+
+    assert canonical_json({"x": number}) == expected
+    assert canonical_json([number]) == f"[{expected[5:-1]}]"
+    assert generate_hash_from_data({"x": number}) == uuid.uuid5(NAMESPACE, expected).hex
 
 
 def test_keys_sort_by_utf16_code_units_not_code_points():
