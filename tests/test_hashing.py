@@ -174,3 +174,41 @@ def test_dumps_writes_strict_compact_json():
     assert dumps(tree) == (
         '{"a":"NaN","b":[1,2.5],"c":"é","d":1180591620717411303424}'.encode()
     )
+
+
+def _mlfoundry_of_text(text: str) -> str:
+    return uuid.uuid5(uuid.NAMESPACE_X500, text).hex
+
+
+@pytest.mark.parametrize(
+    ("features", "text"),
+    [
+        ({"x": np.float32(1.0)}, '{"x": 1.0}'),
+        ({"x": np.int64(3), "y": np.bool_(True)}, '{"x": 3, "y": true}'),
+        ({"x": float("nan")}, '{"x": NaN}'),
+        ({"x": np.float64("inf")}, '{"x": Infinity}'),
+        ({"x": np.array([np.nan, 1.5])}, '{"x": [NaN, 1.5]}'),
+        ({"when": NOON_UTC}, '{"when": "2024-01-01T12:00:00.000000Z"}'),
+        ({"tags": {"b", "a"}}, '{"tags": ["a", "b"]}'),
+        ({np.int64(1): 0.75, np.int64(0): 0.25}, '{"0": 0.25, "1": 0.75}'),
+        ({1: "a", "b": 2}, '{"1": "a", "b": 2}'),
+    ],
+)
+def test_mlfoundry_scheme_normalises_what_json_cannot_encode(features, text):
+    data_id = generate_hash_from_data(features, scheme="mlfoundry")
+
+    assert data_id == _mlfoundry_of_text(text)
+
+
+def test_mlfoundry_scheme_keeps_timestamp_isoformat_as_given():
+    paris = datetime(2024, 1, 1, 13, tzinfo=timezone(timedelta(hours=1)))
+
+    data_id = generate_hash_from_data({"x": 1}, paris, scheme="mlfoundry")
+
+    assert data_id == _mlfoundry_of_text('{"x": 1}2024-01-01T13:00:00+01:00')
+
+
+@pytest.mark.parametrize("scheme", ["canonical", "mlfoundry"])
+def test_timestamp_must_be_a_datetime(scheme):
+    with pytest.raises(UnsupportedValue, match="timestamp"):
+        generate_hash_from_data({"x": 1}, "2024-01-01", scheme=scheme)
