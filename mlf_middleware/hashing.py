@@ -142,13 +142,10 @@ def _json_default(value: Any) -> Any:
 
 def _canonical_id(text: bytes, timestamp: datetime | None) -> str:
     """Return the data_id of canonical text (steps 3 and 4)."""
-    sha = _CANONICAL_SEED.copy()
-    sha.update(text)
     if timestamp is not None:
-        sha.update(b"|" + format_timestamp(timestamp).encode("ascii"))
-    digest = sha.hexdigest()
+        text += b"|" + format_timestamp(timestamp).encode("ascii")
 
-    return f"{digest[:12]}5{digest[13:16]}{_VARIANT[digest[16]]}{digest[17:32]}"
+    return _uuid5_hex(_CANONICAL_SEED, text)
 
 
 def _uuid5_hex(seed: Any, name: bytes) -> str:
@@ -161,7 +158,11 @@ def _uuid5_hex(seed: Any, name: bytes) -> str:
 
 
 def dumps(tree: Any) -> bytes:
-    """Return strict RFC 8259 JSON bytes of an already-normalised tree."""
+    """Return strict RFC 8259 JSON bytes of an already-normalised tree.
+
+    Keys keep their order. orjson writes it; the standard library only
+    what orjson cannot (integers beyond 64 bits).
+    """
     try:
         return _orjson_dumps(tree, option=STRICT)
     except TypeError:  # integers beyond 64 bits, or a tree not normalised
