@@ -185,11 +185,18 @@ class PostgresSink:
             ) from None
 
     def _connect(self) -> psycopg.Connection[Any]:
+        import psycopg
+
         conn = self._open()
         try:
             with conn.transaction():
                 self._migrate(conn)
             conn.execute(_INCOMING)
+        except psycopg.Error as exc:
+            conn.close()
+            raise SinkUnavailable(
+                f"postgresql: cannot prepare the tables: {self._scrub(exc)}"
+            ) from None
         except BaseException:
             conn.close()
             raise

@@ -145,9 +145,13 @@ def test_files_and_folder_are_owner_only(tmp_path):
 
 
 def test_url_options(tmp_path):
-    sink = open_sink(f"jsonl:///{tmp_path}?max_bytes=100&max_seconds=5&gzip=true")
+    sink = open_sink(
+        f"jsonl:///{tmp_path}?max_bytes=100&max_seconds=5&gzip=true&gzip_level=9"
+    )
 
-    assert (sink.max_bytes, sink.max_seconds, sink.gzip) == (100, 5.0, True)
+    assert (sink.max_bytes, sink.max_seconds, sink.gzip, sink.gzip_level) == (
+        100, 5.0, True, 9,
+    )
 
 
 @pytest.mark.parametrize(
@@ -156,6 +160,7 @@ def test_url_options(tmp_path):
         ("jsonl:///d?gzip=perhaps", "bad value for option 'gzip'"),
         ("jsonl:///d?max_seconds=-1", "max_seconds must not be negative"),
         ("jsonl:///d?max_bytes=0", "max_bytes must be positive"),
+        ("jsonl:///d?gzip_level=0", "gzip_level must be 1 to 9"),
         ("jsonl:///d?rotate=daily", "unknown option 'rotate'"),
     ],
 )
@@ -165,13 +170,13 @@ def test_bad_urls_name_the_problem(url, message):
 
 
 def test_pickles_as_configuration(tmp_path):
-    sink = JSONLSink(tmp_path, max_bytes=10, max_seconds=2, gzip=True)
+    sink = JSONLSink(tmp_path, max_bytes=10, max_seconds=2, gzip=True, gzip_level=5)
     sink.write([prediction(1)])
 
     copy = pickle.loads(pickle.dumps(sink))
 
-    assert (copy.path, copy.max_bytes, copy.max_seconds, copy.gzip) == (
-        tmp_path, 10, 2.0, True,
+    assert (copy.path, copy.max_bytes, copy.max_seconds, copy.gzip_level) == (
+        tmp_path, 10, 2.0, 5,
     )
     assert copy._fd is None
 

@@ -293,3 +293,10 @@ def test_repeats_inside_one_batch_are_stored_once(sink):
     sink.write([q, prediction("d3", 3)])
 
     assert [r.data_id for r in sink.read_records()] == ["d1", "d2", "d3", "d1"]
+
+
+def test_tables_that_cannot_be_made_are_unavailable(postgres_url):
+    sink = PostgresSink(postgres_url + "&options=-csearch_path%3Dno_such_schema")
+
+    with pytest.raises(SinkUnavailable, match="cannot prepare the tables: no schema"):
+        sink.write([prediction("d1", 1)])
