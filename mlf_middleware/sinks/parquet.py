@@ -21,6 +21,18 @@ from .._files import open_private, private_dir, refuse_symlink
 from ..exceptions import ConfigError, SinkRejected
 from ..records import Actual, Prediction, encode, from_wire, utc
 
+try:
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+except ImportError as exc:
+    raise ImportError(
+        "the parquet sink needs pyarrow and duckdb: "
+        "pip install 'mlf-middleware[parquet]'",
+        name=exc.name,
+    ) from exc
+
 __all__ = ["SCHEMA_VERSION", "ParquetSink"]
 
 SCHEMA_VERSION = 1
@@ -140,8 +152,6 @@ class ParquetSink:
 
     def _write_file(self, dataset: str, day: str, tables: Iterable[Any]) -> None:
         """Write ``tables`` as one new file of the day, atomically."""
-        import pyarrow.parquet as pq
-
         folder = private_dir(private_dir(self.path / dataset) / f"date={day}")
         with self._lock:
             number = next(self._sequence)
@@ -331,8 +341,6 @@ def _dataset(obj: dict[str, Any]) -> str:
 
 
 def _schema(dataset: str) -> Any:
-    import pyarrow as pa
-
     text, json_text = pa.string(), pa.string()
     fields = [
         pa.field("record_id", text, nullable=False),
@@ -363,9 +371,6 @@ def _json_text(value: Any) -> str | None:
 
 
 def _table(dataset: str, objs: list[dict[str, Any]]) -> Any:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     schema = _schema(dataset)
     stamps = pa.array([o["occurred_at"] for o in objs], pa.string())
     columns: dict[str, Any] = {
@@ -388,9 +393,6 @@ def _table(dataset: str, objs: list[dict[str, Any]]) -> Any:
 
 def _merged(dataset: str, files: list[str]) -> Iterator[Any]:
     """The files' rows in order, each record_id once, in large row groups."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     schema = _schema(dataset)
     seen: set[str] = set()
     pending: list[Any] = []
@@ -526,8 +528,6 @@ ORDER BY p.occurred_at, p.filename, p.file_row_number
 
 def _retried(attempt: Callable[[], _T]) -> _T:
     """Run a read; once more if a file vanished under it (compaction)."""
-    import duckdb
-
     try:
         return attempt()
     except duckdb.IOException:
@@ -535,8 +535,6 @@ def _retried(attempt: Callable[[], _T]) -> _T:
 
 
 def _query(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    import duckdb
-
     conn = duckdb.connect()
     try:
         return conn.execute(sql, params).fetchall()

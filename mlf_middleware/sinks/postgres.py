@@ -8,7 +8,7 @@ import re
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import orjson
@@ -17,8 +17,15 @@ from .. import hashing
 from ..exceptions import ConfigError, SinkRejected, SinkUnavailable
 from ..records import Actual, Prediction, encode, from_wire, utc
 
-if TYPE_CHECKING:
+try:
     import psycopg
+    from psycopg.errors import UniqueViolation
+except ImportError as exc:
+    raise ImportError(
+        "the postgresql sink needs psycopg 3: "
+        "pip install 'mlf-middleware[postgres]'",
+        name=exc.name,
+    ) from exc
 
 __all__ = ["SCHEMA_VERSION", "PostgresSink"]
 
@@ -173,8 +180,6 @@ class PostgresSink:
     # -- connection ------------------------------------------------------------
 
     def _open(self) -> psycopg.Connection[Any]:
-        import psycopg
-
         options = {"connect_timeout": "10", "application_name": "mlf-middleware"}
         options.update(self._params)
         try:
@@ -185,8 +190,6 @@ class PostgresSink:
             ) from None
 
     def _connect(self) -> psycopg.Connection[Any]:
-        import psycopg
-
         conn = self._open()
         try:
             with conn.transaction():
@@ -282,8 +285,6 @@ class PostgresSink:
         self.write_wire([encode(r) for r in records])
 
     def write_wire(self, lines: Sequence[bytes]) -> None:
-        import psycopg
-
         predictions: list[tuple[Any, ...]] = []
         actuals: list[tuple[Any, ...]] = []
         for line in lines:
@@ -313,8 +314,6 @@ class PostgresSink:
     def _insert(
         self, conn: psycopg.Connection[Any], kind: str, rows: list[tuple[Any, ...]]
     ) -> None:
-        from psycopg.errors import UniqueViolation
-
         if not rows:
             return
         columns = _PREDICTION_COLUMNS if kind == "predictions" else _ACTUAL_COLUMNS

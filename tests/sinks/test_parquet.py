@@ -1,6 +1,8 @@
+import importlib
 import multiprocessing
 import pickle
 import stat
+import sys
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -358,3 +360,11 @@ def test_reader_tries_again_when_a_file_vanishes(tmp_path, monkeypatch):
 
     assert [r.data_id for r in sink.read_records()] == ["d1"]
     assert calls == ["predictions", "predictions", "actuals"]
+
+
+def test_missing_library_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.delitem(sys.modules, "mlf_middleware.sinks.parquet")
+
+    with pytest.raises(ImportError, match=r"pip install 'mlf-middleware\[parquet\]'"):
+        importlib.import_module("mlf_middleware.sinks.parquet")

@@ -1,6 +1,7 @@
 import logging
 import os
 import pickle
+import sys
 import threading
 from datetime import UTC, datetime
 
@@ -300,3 +301,12 @@ def test_tables_that_cannot_be_made_are_unavailable(postgres_url):
 
     with pytest.raises(SinkUnavailable, match="cannot prepare the tables: no schema"):
         sink.write([prediction("d1", 1)])
+
+
+def test_missing_library_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    monkeypatch.delitem(sys.modules, "mlf_middleware.sinks.postgres")
+
+    with pytest.raises(ImportError, match=r"mlf-middleware\[postgres\]") as caught:
+        open_sink("postgresql://h/db")
+    assert caught.value.name == "psycopg"
