@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from argparse import Namespace
 from collections.abc import Iterator
@@ -52,8 +53,17 @@ def run(argv: list[str]) -> int:
         return 2
 
     if lines:
-        sys.stdout.write("\n".join(lines) + "\n")
+        _write("\n".join(lines) + "\n")
     return 0
+
+
+def _write(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader left, which is fine
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit flush stays quiet
 
 
 def _parser() -> Parser:
