@@ -57,8 +57,6 @@ _ITEM_OVERHEAD = 120
 
 _live: weakref.WeakSet[Channel] = weakref.WeakSet()
 
-Item = tuple[int, bytes]
-
 
 warn = RateLimitedLog(log)
 
@@ -110,10 +108,18 @@ class Channel:
         self._wake = threading.Condition(self._lock)
         self._settled = threading.Condition(self._lock)
         self._stop = threading.Event()
-        self._queue: deque[Item] = deque()
+        # Records are numbered in the order accepted: _seq is the last
+        # number given, _head the number of the first queued record, and
+        # _inflight_first that of the first record in the batch being written.
+        self._queue: deque[bytes] = deque()
         self._queue_bytes = 0
-        self._inflight: list[Item] = []
+        self._inflight: list[bytes] = []
+        self._inflight_first = 0
         self._seq = 0
+        self._head = 1
+        # What the worker waits for: any record (idle), or a full batch.
+        self._idle = False
+        self._filling = False
         self._flush_wanted = 0
         self._closing = False
         self._closed = False
@@ -173,9 +179,10 @@ class Channel:
 
     def _append_locked(self, item: bytes) -> None:
         self._seq += 1
-        self._queue.append((self._seq, item))
+        self._queue.append(item)
         self._queue_bytes += len(item) + _ITEM_OVERHEAD
-        if len(self._queue) >= self._batch_size:
+        if self._idle or (self._filling and len(self._queue) >= self._batch_size):
+            self._idle = self._filling = False
             self._wake.notify()
 
     def _full_locked(self, size: int) -> bool:
@@ -202,7 +209,8 @@ class Channel:
         if policy in ("spill", "block"):
             return self._spill_locked([item]) == 1
         if policy == "drop_oldest" and self._queue:
-            _, old = self._queue.popleft()
+            old = self._queue.popleft()
+            self._head += 1
             self._queue_bytes -= len(old) + _ITEM_OVERHEAD
             self._drop_locked("queue_full")
             self._append_locked(item)
@@ -262,8 +270,9 @@ class Channel:
     def _pending_locked(self, target: int) -> bool:
         if self.spooled:
             return True
-        oldest = self._inflight or self._queue
-        return bool(oldest) and oldest[0][0] <= target
+        if self._inflight:
+            return self._inflight_first <= target
+        return bool(self._queue) and self._head <= target
 
     def flush(self, deadline: float) -> bool:
         """Wait until what was accepted before the call is settled, or deadline."""
@@ -299,8 +308,9 @@ class Channel:
             thread.join(max(_JOIN_GRACE, deadline - time.monotonic()))
 
         with self._lock:
-            left = [item for _, item in self._queue]
+            left = list(self._queue)
             self._queue.clear()
+            self._head = self._seq + 1
             self._queue_bytes = 0
             self._settle_unsent_locked(left)
             if self.spooled:
@@ -351,40 +361,44 @@ class Channel:
             with self._lock:
                 self._settled.notify_all()
 
-    def _next_batch(self) -> list[Item] | None:
+    def _next_batch(self) -> list[bytes] | None:
         """The next queued batch; [] means "serve the spool"; None means stop."""
         with self._lock:
             while not self._queue and not self.spooled:
                 if self._stop.is_set():
                     return None
+                self._idle = True
                 self._wake.wait()
+                self._idle = False
             if self._abandon:
                 return None
             if not self._queue:
                 return []
             if not self._batch_ready_locked():
+                self._filling = True
                 self._wake.wait(self._max_delay)
+                self._filling = False
                 if self._abandon or not self._queue:
                     return None if self._abandon else []
 
             take = min(self._batch_size, len(self._queue))
             batch = [self._queue.popleft() for _ in range(take)]
-            self._queue_bytes -= sum(len(i) for _, i in batch)
-            self._queue_bytes -= _ITEM_OVERHEAD * take
+            self._inflight_first = self._head
+            self._head += take
+            self._queue_bytes -= sum(map(len, batch)) + _ITEM_OVERHEAD * take
             self._inflight = batch
             return batch
 
     def _batch_ready_locked(self) -> bool:
         return (
             len(self._queue) >= self._batch_size
-            or self._flush_wanted >= self._queue[0][0]
+            or self._flush_wanted >= self._head
             or self._closing
             or self.spooled > 0
         )
 
-    def _deliver_queued(self, batch: list[Item]) -> None:
+    def _deliver_queued(self, items: list[bytes]) -> None:
         """Write a queued batch; on failure, spool the rest (or keep retrying)."""
-        items = [item for _, item in batch]
         done = self._deliver(items, retry=self.spool is None, source="queue")
         if done == len(items):
             return
@@ -392,8 +406,9 @@ class Channel:
         with self._lock:
             # Spool the unsent tail, then everything queued after it, so
             # that the order holds once the sink is back.
-            rest = items[done:] + [item for _, item in self._queue]
+            rest = items[done:] + list(self._queue)
             self._queue.clear()
+            self._head = self._seq + 1
             self._queue_bytes = 0
             self._inflight = []
             self._settle_unsent_locked(rest)
@@ -486,6 +501,7 @@ class Channel:
                 self.spooled -= n
             else:
                 self._inflight = self._inflight[n:]
+                self._inflight_first += n
             self._settled.notify_all()
 
     def _dead_letter(self, items: Sequence[bytes]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -61,6 +62,25 @@ _live: weakref.WeakSet[Recorder] = weakref.WeakSet()
 
 # The Ray Serve adapter checks options before it builds a recorder.
 _check_options = check_recorder_options
+
+
+class _Tally:
+    """A counter that threads may bump without a lock.
+
+    ``next()`` on an ``itertools.count`` is one atomic step in CPython, so
+    the caller's thread pays no lock for it; the value is read back from
+    the counter's repr, ``count(N)``.
+    """
+
+    __slots__ = ("_count", "add")
+
+    def __init__(self) -> None:
+        self._count = itertools.count()
+        self.add = self._count.__next__
+
+    @property
+    def value(self) -> int:
+        return int(repr(self._count)[6:-1])
 
 
 class Recorder:
@@ -127,7 +147,9 @@ class Recorder:
         self._sink_specs = _sink_specs(sink)
         self._channels = self._open_channels()
         self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
+        self._counts = {
+            key: _Tally() for key in ("captured", "sampled_out", "invalid", "too_large")
+        }
         self._closed = False
         _live.add(self)
         metrics.install(lambda: list(_live))
@@ -376,8 +398,7 @@ class Recorder:
         )
 
     def _count(self, key: str) -> None:
-        with self._lock:
-            self._counts[key] += 1
+        self._counts[key].add()
 
     # -- mlfoundry's call shape ------------------------------------------------
 
@@ -477,8 +498,7 @@ class Recorder:
 
     def stats(self) -> dict[str, Any]:
         """Return the delivery figures, in total and per sink."""
-        with self._lock:
-            counts = dict(self._counts)
+        counts = {key: tally.value for key, tally in self._counts.items()}
         per_sink = {c.name: c.stats() for c in self._channels}
         local = {k: counts.get(k, 0) for k in ("invalid", "too_large") if counts.get(k)}
         by_reason: Counter[str] = Counter(local)

@@ -252,7 +252,7 @@ def encode_wire(wire: dict[str, Any]) -> bytes:
     except TypeError:
         data = None
     if data is not None and b"null" in data:
-        expected = sum(1 for value in wire.values() if value is None)
+        expected = list(wire.values()).count(None)
         if data.count(b"null") != expected:
             data = None
     if data is not None:

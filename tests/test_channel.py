@@ -240,3 +240,23 @@ def test_flush_returns_by_its_deadline(timeout):
 
     assert done is False
     assert timeout * 0.9 <= took < timeout + 1
+
+
+def test_a_lone_record_leaves_within_max_delay_without_flush():
+    class Signal(MemorySink):
+        def __init__(self):
+            super().__init__()
+            self.wrote = threading.Event()
+
+        def write(self, records):
+            super().write(records)
+            self.wrote.set()
+
+    sink = Signal()
+    rec = Recorder(sink, max_delay=0.05, batch_size=100)
+
+    rec.record({"a": 1}, {"value": 1})
+
+    assert sink.wrote.wait(5)
+    assert len(sink.records) == 1
+    rec.close(5)
