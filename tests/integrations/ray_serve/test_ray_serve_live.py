@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import sys
 import time
 from dataclasses import dataclass
@@ -282,6 +283,52 @@ def test_capture_around_serve_batch_records_each_call(apps):
         ({"x": i}, {"value": i * 10}) for i in range(4)
     ]
     assert [r.raw_data["request_id"] for r in records] == request_ids
+
+
+# --------------------------------------------------------------------------
+# The example application
+# --------------------------------------------------------------------------
+
+
+def test_example_app_records_each_flower(ray_serve, tmp_path, monkeypatch):
+    pytest.importorskip("sklearn")
+    db = tmp_path / "iris.db"
+    monkeypatch.setenv("MLF_SINK", f"sqlite:///{db}")
+    example = Path(__file__).parents[3] / "examples" / "ray_serve_app.py"
+    spec = importlib.util.spec_from_file_location("ray_serve_example", example)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        cloudpickle.register_pickle_by_value(module)
+        flowers = [
+            dict(zip(module.FEATURES, row.tolist(), strict=True))
+            for row in module.IRIS.data[::50]
+        ]
+
+        serve.run(module.app, name="iris", route_prefix="/iris")
+        responses = asyncio.run(post_all(f"{ray_serve.url}/iris", flowers))
+        serve.delete("iris")
+    finally:
+        sys.modules.pop(spec.name, None)
+
+    answers = [r.json() for r in responses]
+    assert [a["label"] for a in answers] == ["setosa", "versicolor", "virginica"]
+    records = {r.prediction_data["value"]: r for r in stored(db)}
+    assert sorted(records) == ["setosa", "versicolor", "virginica"]
+    for flower, answer in zip(flowers, answers, strict=True):
+        record = records[answer["label"]]
+        assert record.features == flower
+        assert record.prediction_data == {
+            "value": answer["label"],
+            "probabilities": answer["probabilities"],
+        }
+        assert record.model_version_fqn == "iris-logreg:1"
+        assert serve_metadata(record) == {
+            "framework": "ray_serve",
+            "application": "iris",
+            "deployment": "IrisClassifier",
+        }
 
 
 # --------------------------------------------------------------------------
