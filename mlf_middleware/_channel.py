@@ -177,6 +177,22 @@ class Channel:
 
         return kept
 
+    def offer_many(self, items: Sequence[bytes]) -> None:
+        """Queue a batch of encoded records under one hold of the lock."""
+        if not items:
+            return
+        with self._lock:
+            for item in items:
+                self.accepted += 1
+                if self._closing:
+                    self._drop_locked("closed")
+                elif self.spooled or self._full_locked(len(item)):
+                    self._overflow_locked(item)
+                else:
+                    self._append_locked(item)
+        if self._thread is None:
+            self._start()
+
     def _append_locked(self, item: bytes) -> None:
         self._seq += 1
         self._queue.append(item)

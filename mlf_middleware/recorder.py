@@ -239,8 +239,91 @@ class Recorder:
         """
         if not self._enabled:
             return None
-        self._count("captured")
 
+        stamp = self._stamp(occurred_at)
+        model = model_version_fqn or self.model_version_fqn
+        data_id, data = self._prepare(
+            features,
+            prediction_data,
+            data_id,
+            stamp,
+            raw_data,
+            model,
+            latency_ms,
+            actual_value,
+            redact,
+        )
+        if data is not None:
+            for channel in self._channels:
+                channel.offer(data)
+            if actual_value is not None:
+                self._offer_actual(data_id, actual_value, stamp, model)
+        return data_id
+
+    def record_many(
+        self,
+        rows: Sequence[Any],
+        outputs: Sequence[Mapping[str, Any]],
+        *,
+        data_ids: Sequence[str | None] | None = None,
+        occurred_at: datetime | None = None,
+        raw_data: Mapping[str, Any] | None = None,
+        model_version_fqn: str | None = None,
+        latency_ms: float | None = None,
+        redact: Sequence[str] = (),
+    ) -> list[str | None]:
+        """Record a batch: row i with prediction_data ``outputs[i]``.
+
+        As ``record`` for each row, with one timestamp and one hand-off per
+        sink for the whole batch (the cheap way for DataFrames). Returns the
+        data_ids in row order, None where a row could not be recorded.
+        """
+        if not self._enabled:
+            return [None] * len(rows)
+        if data_ids is None:
+            data_ids = [None] * len(rows)
+
+        stamp = self._stamp(occurred_at)
+        model = model_version_fqn or self.model_version_fqn
+        ids: list[str | None] = []
+        encoded: list[bytes] = []
+        for features, output, data_id in zip(rows, outputs, data_ids, strict=True):
+            data_id, data = self._prepare(
+                features,
+                output,
+                data_id,
+                stamp,
+                raw_data,
+                model,
+                latency_ms,
+                None,
+                redact,
+            )
+            ids.append(data_id)
+            if data is not None:
+                encoded.append(data)
+        for channel in self._channels:
+            channel.offer_many(encoded)
+        return ids
+
+    def _prepare(
+        self,
+        features: Any,
+        prediction_data: Mapping[str, Any],
+        data_id: str | None,
+        stamp: str,
+        raw_data: Mapping[str, Any] | None,
+        model_version_fqn: str | None,
+        latency_ms: float | None,
+        actual_value: Any,
+        redact: Sequence[str],
+    ) -> tuple[str | None, bytes | None]:
+        """The caller-side steps for one row: id, sampling, redaction, encoding.
+
+        Returns the data_id (None if the row is invalid) and the encoded
+        record (None when it is sampled out, invalid or too large).
+        """
+        self._count("captured")
         try:
             if type(features) is not dict and not isinstance(features, Mapping):
                 raise InvalidRecord(
@@ -252,29 +335,25 @@ class Recorder:
                 raise InvalidRecord("data_id must be a non-empty string")
             if self.sample_rate < 1.0 and not self._keep(data_id):
                 self._count("sampled_out")
-                return data_id
+                return data_id, None
             check_prediction_data(prediction_data)
             wire = {
                 "type": "prediction",
                 "schema": SCHEMA_VERSION,
                 "record_id": new_record_id(),
                 "data_id": data_id,
-                "model_version_fqn": model_version_fqn or self.model_version_fqn,
-                "occurred_at": self._stamp(occurred_at),
+                "model_version_fqn": model_version_fqn,
+                "occurred_at": stamp,
                 "features": features,
                 "prediction_data": prediction_data,
                 "raw_data": raw_data,
                 "latency_ms": latency_ms,
                 "actual_value": actual_value,
             }
-            self._encode_and_offer(wire, redact)
-            if actual_value is not None:
-                self._offer_actual(data_id, actual_value, occurred_at, wire)
+            return data_id, self._encode(wire, redact)
         except Exception as exc:  # ours, or a user's value failing to convert
             self._drop_invalid(exc)
-            return None
-
-        return data_id
+            return None, None
 
     def record_actual(
         self,
@@ -321,7 +400,7 @@ class Recorder:
                 "occurred_at": self._stamp(occurred_at),
                 "value": value,
             }
-            self._encode_and_offer(wire, ())
+            self._encode_and_offer(wire)
         except Exception as exc:
             self._drop_invalid(exc)
             return False
@@ -329,19 +408,21 @@ class Recorder:
         return True
 
     def _offer_actual(
-        self, data_id: str, value: Any, occurred_at: Any, wire: dict
+        self, data_id: str, value: Any, stamp: str, model: str | None
     ) -> None:
+        """Record the actual that came with its prediction (``actual_value``)."""
         self._count("captured")
-        actual = {
-            "type": "actual",
-            "schema": SCHEMA_VERSION,
-            "record_id": new_record_id(),
-            "data_id": data_id,
-            "model_version_fqn": wire["model_version_fqn"],
-            "occurred_at": wire["occurred_at"],
-            "value": value,
-        }
-        self._encode_and_offer(actual, ())
+        self._encode_and_offer(
+            {
+                "type": "actual",
+                "schema": SCHEMA_VERSION,
+                "record_id": new_record_id(),
+                "data_id": data_id,
+                "model_version_fqn": model,
+                "occurred_at": stamp,
+                "value": value,
+            }
+        )
 
     def _stamp(self, occurred_at: datetime | None) -> str:
         if occurred_at is None:
@@ -357,8 +438,8 @@ class Recorder:
 
         return zlib.crc32(data_id.encode("utf-8")) < rate * 2**32
 
-    def _encode_and_offer(self, wire: dict[str, Any], redact: Sequence[str]) -> None:
-        """Encode once (the snapshot that travels) and hand it to each sink."""
+    def _encode(self, wire: dict[str, Any], redact: Sequence[str]) -> bytes | None:
+        """Encode once: the snapshot that travels. None when too large."""
         paths = self._redact + parse_paths(tuple(redact)) if redact else self._redact
         if paths:
             for key in ("features", "raw_data"):
@@ -375,9 +456,14 @@ class Recorder:
                 wire["data_id"],
                 len(data),
             )
-            return
-        for channel in self._channels:
-            channel.offer(data)
+            return None
+        return data
+
+    def _encode_and_offer(self, wire: dict[str, Any]) -> None:
+        data = self._encode(wire, ())
+        if data is not None:
+            for channel in self._channels:
+                channel.offer(data)
 
     def offer_encoded(self, data: bytes) -> None:
         """Hand an already-encoded record (its wire JSON) to every sink.
@@ -432,9 +518,14 @@ class Recorder:
             wire["model_version_fqn"] = (
                 p.model_version_fqn or model_version_fqn or self.model_version_fqn
             )
-            self._encode_and_offer(wire, ())
+            self._encode_and_offer(wire)
             if p.actual_value is not None:
-                self._offer_actual(p.data_id, p.actual_value, None, wire)
+                self._offer_actual(
+                    p.data_id,
+                    p.actual_value,
+                    wire["occurred_at"],
+                    wire["model_version_fqn"],
+                )
         except Exception as exc:
             self._drop_invalid(exc)
             return None

@@ -395,3 +395,43 @@ def test_logged_records_keep_their_record_ids():
         records = flushed(rec)
 
     assert [r.record_id for r in records] == ["p1", "a1"]
+
+
+def test_record_many_records_each_row_with_its_output():
+    rows = [{"i": i} for i in range(5)]
+    outputs = [{"value": i * 10} for i in range(5)]
+    with memory_recorder(clock=FixedClock(T0)) as rec:
+        ids = rec.record_many(
+            rows,
+            outputs,
+            raw_data={"route": "/b"},
+            latency_ms=3.0,
+            data_ids=[None, "given", None, None, None],
+        )
+        records = flushed(rec)
+
+    assert ids == [
+        generate_hash_from_data(rows[0]),
+        "given",
+        *(generate_hash_from_data(r) for r in rows[2:]),
+    ]
+    assert [(r.data_id, r.features, r.prediction_data) for r in records] == [
+        (ids[i], rows[i], outputs[i]) for i in range(5)
+    ]
+    assert {r.occurred_at for r in records} == {T0}
+    assert {r.latency_ms for r in records} == {3.0}
+
+
+def test_record_many_keeps_good_rows_when_one_is_bad():
+    with memory_recorder() as rec:
+        ids = rec.record_many(
+            [{"a": 1}, {"a": object()}, {"a": 3}],
+            [{"value": 1}, {"value": 2}, {"value": 3}],
+        )
+        records = flushed(rec)
+        stats = rec.stats()
+
+    assert ids[1] is None
+    assert [r.features["a"] for r in records] == [1, 3]
+    assert stats["dropped_by_reason"] == {"invalid": 1}
+    assert stats["captured"] == 3

@@ -375,6 +375,19 @@ class _ApiDoor:
             redact=redact,
         )
 
+    def record_many(
+        self,
+        rows: Sequence[Any],
+        outputs: Sequence[Mapping[str, Any]],
+        *,
+        raw_data: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> list[str | None]:
+        """Record a batch through the process's recorder."""
+        return self._source.get().record_many(
+            rows, outputs, raw_data=self._metadata(raw_data), **options
+        )
+
     def _metadata(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
         last = self._last
         if given is not None and last.given is given and last.made is not None:

@@ -140,22 +140,37 @@ class Capture:
         mode = settings.id
         occurred_at = datetime.now(UTC) if mode == "hash+time" else None
 
-        ids = []
-        for index, row in enumerate(rows):
-            data_id = recorder.record(
-                row,
-                outputs[index],
-                data_id=None if mode == "hash" else self._data_id(row, occurred_at),
+        ids: list[Any]
+        record_many = getattr(recorder, "record_many", None)
+        if len(rows) == 1 or record_many is None:
+            ids = [
+                recorder.record(
+                    row,
+                    output,
+                    data_id=None if mode == "hash" else self._data_id(row, occurred_at),
+                    occurred_at=occurred_at,
+                    raw_data=raw_data,
+                    model_version_fqn=settings.model_version_fqn,
+                    latency_ms=latency_ms,
+                    redact=settings.redact,
+                )
+                for row, output in zip(rows, outputs, strict=True)
+            ]
+        else:  # a batch: one timestamp and one hand-off for all its rows
+            ids = record_many(
+                rows,
+                outputs,
+                data_ids=None
+                if mode == "hash"
+                else [self._data_id(row, occurred_at) for row in rows],
                 occurred_at=occurred_at,
                 raw_data=raw_data,
                 model_version_fqn=settings.model_version_fqn,
                 latency_ms=latency_ms,
                 redact=settings.redact,
             )
-            if data_id is not None:
-                ids.append(data_id)
 
-        last_ids.set(tuple(ids))
+        last_ids.set(tuple(data_id for data_id in ids if data_id is not None))
 
     def _data_id(self, row: Any, occurred_at: datetime | None) -> str | None:
         """The row's data_id by the ``id=`` mode; None lets the recorder hash."""
