@@ -37,6 +37,8 @@ warn = RateLimitedLog(log)
 
 # Set on a class whose __del__ flushes the recorders at replica shutdown.
 _HOOKED = "_mlf_middleware_flush_on_shutdown"
+# Set on every shell, so that nothing is captured twice.
+_CAPTURED = "_mlf_middleware_captured"
 
 
 def capture_deployment(
@@ -172,6 +174,7 @@ def _apply(
             f"methods, or a function deployment, not {kind.__name__}"
         )
 
+    _check_not_captured(target, getattr(target, "__qualname__", "the function"))
     shell = _shell(_Captured(target, options))
     if not _Captured.method_like(target):
         # A function deployment: Serve calls its __del__ at graceful shutdown.
@@ -183,7 +186,8 @@ def _decorate_class(
     cls: type, options: dict[str, Any], names: tuple[str, ...]
 ) -> type:
     """Wrap the named methods in place and hook the replica's shutdown."""
-    for name in names:
+    methods = {}
+    for name in names:  # check them all before changing the class
         method = inspect.getattr_static(cls, name, None)
         if method is None:
             raise ConfigError(f"{cls.__name__} has no method {name!r} to capture")
@@ -192,10 +196,19 @@ def _decorate_class(
                 f"{cls.__name__}.{name} is not a plain method "
                 f"({type(method).__name__}); capture_deployment wraps methods"
             )
-        setattr(cls, name, _shell(_Captured(method, options)))
+        _check_not_captured(method, f"{cls.__name__}.{name}")
+        methods[name] = _Captured(method, options)
+
+    for name, captured in methods.items():
+        setattr(cls, name, _shell(captured))
 
     install_flush_hook(cls)
     return cls
+
+
+def _check_not_captured(func: Any, name: str) -> None:
+    if getattr(func, _CAPTURED, False):
+        raise ConfigError(f"{name} is captured already: it would be recorded twice")
 
 
 class _Captured:
@@ -349,7 +362,9 @@ def _shell(captured: _Captured) -> Callable[..., Any]:
         def shell(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
             return captured.call_sync(args, kwargs)
 
-    return functools.wraps(func)(shell)
+    shell = functools.wraps(func)(shell)
+    setattr(shell, _CAPTURED, True)
+    return shell
 
 
 def install_flush_hook(cls: type) -> None:

@@ -562,6 +562,16 @@ def test_ingress_app_middleware_pickles_as_configuration(tmp_path):
     serve_recorder.close(timeout=5)
 
 
+def test_capturing_twice_is_refused(recorder):
+    @capture_deployment(recorder=recorder)
+    class Model:
+        def __call__(self, features: dict) -> int:
+            return 1
+
+    with pytest.raises(ConfigError, match="captured already"):
+        capture_deployment(Model, recorder=recorder)
+
+
 def test_capture_deployment_refuses_a_serve_deployment():
     serve = pytest.importorskip("ray.serve")
 
