@@ -75,15 +75,15 @@ def ray_serve() -> Iterator[ServeInstance]:
     port = _free_port()
 
     started = time.monotonic()
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        _temp_dir=temp_dir,
-        runtime_env={
-            "env_vars": {"MLF_SPOOL_DIR": spool, "RAY_USAGE_STATS_ENABLED": "0"}
-        },
-    )
     try:
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            _temp_dir=temp_dir,
+            runtime_env={
+                "env_vars": {"MLF_SPOOL_DIR": spool, "RAY_USAGE_STATS_ENABLED": "0"}
+            },
+        )
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         seconds = time.monotonic() - started
         print(f"Ray and Serve started in {seconds:.1f} s")
