@@ -60,9 +60,6 @@ warn = RateLimitedLog(log)
 
 _live: weakref.WeakSet[Recorder] = weakref.WeakSet()
 
-# The Ray Serve adapter checks options before it builds a recorder.
-_check_options = check_recorder_options
-
 
 class _Tally:
     """A counter that threads may bump without a lock.

@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from mlf_middleware._channel import RateLimitedLog
+from mlf_middleware._logging import RateLimitedLog
 from mlf_middleware.decorator import capture
 from mlf_middleware.exceptions import ConfigError
 from mlf_middleware.extract import CallParameters

@@ -10,8 +10,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from mlf_middleware.config import check_recorder_options
 from mlf_middleware.exceptions import ConfigError
-from mlf_middleware.recorder import Recorder, _check_options, get_recorder
+from mlf_middleware.recorder import Recorder, get_recorder
 from mlf_middleware.sinks import resolve_url
 
 from ._context import stamp
@@ -47,9 +48,7 @@ class ServeRecorder:
         ConfigError: a sink URL or an option is bad (named in the message).
     """
 
-    def __init__(
-        self, sink: str | Sequence[str] | None = None, **options: Any
-    ) -> None:
+    def __init__(self, sink: str | Sequence[str] | None = None, **options: Any) -> None:
         self._sink = _check_sink(sink)
         if self._sink is None and options:
             raise ConfigError(
@@ -221,9 +220,7 @@ def _check_sink(sink: Any) -> list[str] | None:
 _RECORDER_SIGNATURE = inspect.signature(Recorder)
 
 
-def _checked_options(
-    sink: list[str] | None, options: dict[str, Any]
-) -> dict[str, Any]:
+def _checked_options(sink: list[str] | None, options: dict[str, Any]) -> dict[str, Any]:
     """Check options as Recorder would, without building one here."""
     try:
         bound = _RECORDER_SIGNATURE.bind(sink, **options)
@@ -231,6 +228,6 @@ def _checked_options(
         raise ConfigError(f"ServeRecorder: {exc}") from None
 
     bound.apply_defaults()
-    _check_options(dict(bound.arguments))
+    check_recorder_options(dict(bound.arguments))
 
     return dict(options)

@@ -11,9 +11,9 @@ import time
 
 import bentoml
 import numpy as np
-from mlf_middleware.integrations.bentoml import capture_service
 
 from mlf_middleware import Recorder
+from mlf_middleware.integrations.bentoml import capture_service
 
 # A minute's max_delay: records reach the store only when the worker's
 # shutdown hook flushes them, which is what the tests check.

@@ -24,6 +24,7 @@ with warnings.catch_warnings():  # BentoML's own imports warn (pathspec)
     warnings.simplefilter("ignore", DeprecationWarning)
     bentoml = pytest.importorskip("bentoml")
     import numpy as np
+
     from mlf_middleware.integrations.bentoml import capture_service, request_rows
     from mlf_middleware.integrations.bentoml._service import _RecorderSource
 
