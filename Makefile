@@ -30,6 +30,12 @@ test: $(VENV)/.installed-dev
 	.ci/system-deps.sh
 	.ci/in-loopback-netns.sh $(BIN)/python -m pytest -q -p no:cacheprovider
 
+# Not part of `make test` (a smoke run of each benchmark is): about 20
+# minutes; rewrites docs/performance.md and benchmarks/results.json.
+bench: $(VENV)/.installed-dev
+	.ci/system-deps.sh bench
+	$(BIN)/python benchmarks/run_all.py
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check mlf_middleware integrations tests benchmarks examples
 
