@@ -256,7 +256,9 @@ def encode_wire(wire: dict[str, Any]) -> bytes:
         if data.count(b"null") != expected:
             data = None
     if data is not None:
-        return data
+        # orjson's bytes keep a 4 KiB buffer whatever their length (seen with
+        # orjson 3.13): a copy of the exact size keeps queued records small.
+        return bytes(memoryview(data))
 
     tree = {
         key: value
@@ -264,7 +266,7 @@ def encode_wire(wire: dict[str, Any]) -> bytes:
         else hashing.normalize(value, path=key)
         for key, value in wire.items()
     }
-    return hashing.dumps(tree)
+    return bytes(memoryview(hashing.dumps(tree)))
 
 
 _SCALAR_FIELDS = frozenset({"type", "schema", "record_id", "occurred_at"})

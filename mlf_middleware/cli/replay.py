@@ -118,7 +118,7 @@ def _offer_file(recorder: Recorder, path: Path) -> tuple[int, int]:
         except ValueError:
             bad += 1
             continue
-        recorder.offer_encoded(orjson.dumps(record))
+        recorder.offer_encoded(line)
         good += 1
     return good, bad
 
