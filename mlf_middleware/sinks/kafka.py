@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import re
@@ -82,10 +83,16 @@ _FLUSH_GRACE = 2.0  # seconds past message.timeout.ms before giving up
 _CLOSE_WAIT = 1.0  # seconds close() waits for a write in progress
 _REMEMBERED_IDS = 65_536
 
-# Producers a forked child inherited. librdkafka's threads did not survive
-# the fork, so the child never calls into them again, not even to destroy
-# them while it runs: they are parked here.
-_inherited: list[Any] = []
+
+def _never_destroy(producer: Any) -> None:
+    """Keep a producer a forked child inherited alive for good.
+
+    librdkafka's threads did not survive the fork, so destroying the
+    inherited handle (even at interpreter exit, when module globals are
+    cleared) waits forever on a lock those threads held. One reference that
+    nothing ever releases keeps its dealloc from running at all.
+    """
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(producer))
 
 
 class KafkaSink:
@@ -245,7 +252,7 @@ class KafkaSink:
     def after_fork(self) -> None:
         """Forget the parent's producer; this process builds its own."""
         if self._producer is not None:
-            _inherited.append(self._producer)
+            _never_destroy(self._producer)
         self._reset()
 
     # -- writing ---------------------------------------------------------------
