@@ -10,8 +10,10 @@ from .exceptions import ConfigError
 
 __all__ = [
     "ENVIRONMENT",
+    "MAX_SECONDS",
     "EnvVar",
     "check_recorder_options",
+    "check_timeout",
     "env_flag",
     "env_float",
     "env_str",
@@ -85,16 +87,32 @@ def env_float(name: str, *, minimum: float = 0.0) -> float:
         value = float(raw or "")
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not value >= minimum:
-        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    if not minimum <= value <= MAX_SECONDS:
+        raise ConfigError(f"{name}={raw!r} must be from {minimum:g} to {MAX_SECONDS:g}")
 
     return value
 
 
+# Longest wait any option may ask for: threading's waits refuse more, and a
+# deadline a day away is "forever" for a flush.
+MAX_SECONDS = 86_400.0
+
+
 def _positive(name: str, value: float, *, integer: bool = False) -> None:
     kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
+    if not integer and not value <= MAX_SECONDS:
+        raise ConfigError(f"{name} must be at most {MAX_SECONDS:g} s, got {value!r}")
+
+
+def check_timeout(name: str, value: object) -> float:
+    """A number of seconds from 0 to a day (``flush``/``close`` timeouts)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
+    if not 0.0 <= value <= MAX_SECONDS:
+        raise ConfigError(f"{name} must be from 0 to {MAX_SECONDS:g} s, got {value!r}")
+    return float(value)
 
 
 def check_recorder_options(given: dict[str, Any]) -> dict[str, Any]:
@@ -127,6 +145,12 @@ def check_recorder_options(given: dict[str, Any]) -> dict[str, Any]:
     spool = options["spool_dir"]
     if spool is not None and not isinstance(spool, bool | str | os.PathLike):
         raise ConfigError("spool_dir must be a path, False or None")
+    if options["enabled"] is not None and not isinstance(options["enabled"], bool):
+        raise ConfigError(
+            f"enabled must be True, False or None, got {options['enabled']!r}"
+        )
+    if options["clock"] is not None and not callable(options["clock"]):
+        raise ConfigError("clock must be a callable returning a datetime, or None")
     mvf = options["model_version_fqn"]
     if mvf is not None and not isinstance(mvf, str):
         raise ConfigError("model_version_fqn must be a string or None")

@@ -30,7 +30,13 @@ from . import hashing, metrics
 from ._channel import Channel
 from ._logging import RateLimitedLog
 from ._redact import apply_redaction, parse_paths
-from .config import check_recorder_options, env_flag, env_float, env_str
+from .config import (
+    check_recorder_options,
+    check_timeout,
+    env_flag,
+    env_float,
+    env_str,
+)
 from .exceptions import ConfigError, InvalidRecord, MLFError
 from .records import (
     SCHEMA_VERSION,
@@ -556,7 +562,7 @@ class Recorder:
     def _deadline(self, timeout: float | None) -> float:
         if timeout is None:
             timeout = self._flush_timeout
-        return time.monotonic() + max(0.0, float(timeout))
+        return time.monotonic() + check_timeout("timeout", timeout)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every record accepted before the call is written.

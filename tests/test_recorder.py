@@ -266,6 +266,12 @@ def test_oversized_record_is_dropped_as_too_large():
         ("overflow", "explode"),
         ("redact", "user.email"),
         ("flush_timeout", -1),
+        ("flush_timeout", float("inf")),
+        ("max_delay", float("inf")),
+        ("max_delay", float("nan")),
+        ("block_timeout", float("nan")),
+        ("enabled", "no"),
+        ("clock", 5),
     ],
 )
 def test_bad_option_names_the_option(option, value):
@@ -435,3 +441,21 @@ def test_record_many_keeps_good_rows_when_one_is_bad():
     assert [r.features["a"] for r in records] == [1, 3]
     assert stats["dropped_by_reason"] == {"invalid": 1}
     assert stats["captured"] == 3
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), float("nan"), -1, "3"])
+def test_bad_flush_and_close_timeouts_name_the_problem(timeout):
+    rec = Recorder(MemorySink())
+
+    with pytest.raises(ConfigError, match="timeout"):
+        rec.flush(timeout)
+    with pytest.raises(ConfigError, match="timeout"):
+        rec.close(timeout)
+    rec.close(1)
+
+
+def test_infinite_flush_timeout_in_the_environment_is_refused(monkeypatch):
+    monkeypatch.setenv("MLF_FLUSH_TIMEOUT", "inf")
+
+    with pytest.raises(ConfigError, match="MLF_FLUSH_TIMEOUT"):
+        Recorder(MemorySink())
