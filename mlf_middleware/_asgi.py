@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -41,6 +42,7 @@ __all__ = [
     "deeper_than",
     "default_recorder",
     "is_json",
+    "loads_json",
     "optional_list",
     "optional_string",
     "parse_id",
@@ -143,13 +145,36 @@ class Buffer:
             return EMPTY
 
         try:
-            body = orjson.loads(data)
-        except orjson.JSONDecodeError:
+            body = loads_json(data)
+        except ValueError:
             raise Unreadable("not JSON") from None
+        except RecursionError:
+            raise Unreadable("too deeply nested") from None
         if deeper_than(body, data, max_depth):
             raise Unreadable("too deeply nested")
 
         return body
+
+
+# An integer of 16 digits or more, which orjson would read as a float.
+_LONG_INTEGER = re.compile(rb"(?<![.\d])\d{16,}(?![.\deE])")
+
+
+def loads_json(data: bytes) -> Any:
+    """Parse a JSON body without losing what the client sent.
+
+    orjson is fast but reads integers beyond 64 bits as floats, and refuses
+    escaped lone surrogates and numbers beyond a double's range; the
+    standard library keeps the integer exact and reads the others (the
+    normaliser then gives them their documented form), so such bodies take
+    that path. Raises ValueError for text that is not JSON.
+    """
+    if _LONG_INTEGER.search(data) is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
 
 
 def decoded(data: bytes, encoding: bytes, limit: int) -> bytes:

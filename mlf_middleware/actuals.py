@@ -21,6 +21,7 @@ from ._asgi import (
     Scope,
     Send,
     default_recorder,
+    loads_json,
     optional_list,
     positive_int,
 )
@@ -166,8 +167,8 @@ class ActualsApp:
             return None
 
         try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            payload = loads_json(body)
+        except (ValueError, RecursionError):
             return 400, {"error": "body is not valid JSON"}, []
         try:
             items = self._items(payload)

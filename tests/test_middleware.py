@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import logging
 import threading
 from datetime import UTC, datetime
@@ -61,7 +62,7 @@ def json_app(respond, *, status=200, content_type=b"application/json"):
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
-        payload = orjson.dumps(respond(orjson.loads(body)))
+        payload = orjson.dumps(respond(json.loads(body)))
         await send(
             {
                 "type": "http.response.start",
@@ -913,3 +914,25 @@ def test_gzip_bomb_response_stops_at_the_cap(recorder):
     [record] = flushed(recorder)
     assert record.prediction_data == {"value": None, "error": "ResponseTooLarge"}
     assert record.raw_data["truncated"] == "response"
+
+
+@pytest.mark.parametrize(
+    ("text", "features"),
+    [
+        (
+            b'{"big": 123456789012345678901234567890}',
+            {"big": 123456789012345678901234567890},
+        ),
+        (b'{"s": "\\ud800x"}', {"s": "\ud800x"}),
+        (b'{"huge": 1e400}', {"huge": float("inf")}),
+        (b'{"f": 0.1257302210933933, "n": 12}', {"f": 0.1257302210933933, "n": 12}),
+    ],
+)
+def test_bodies_orjson_would_alter_keep_their_ids(recorder, text, features):
+    app = PredictionLoggingMiddleware(json_app(lambda body: {"value": 1}), recorder)
+
+    result = run(call_asgi(app, text))
+
+    assert result.header("x-data-id") == generate_hash_from_data(features)
+    [record] = flushed(recorder)
+    assert record.data_id == generate_hash_from_data(features)
