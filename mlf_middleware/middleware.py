@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -378,6 +379,7 @@ class _Exchange:
             "request on %r not captured: no rows of features",
             self.scope.get("path"),
         )
+        self._dropped("no_rows")
         return None
 
     def _make_ids(self, rows: list[Mapping[str, Any]]) -> list[str]:
@@ -430,6 +432,7 @@ class _Exchange:
             truncated = True
             outputs = [{"value": None, "error": error} for _ in rows]
         if outputs is None:
+            self._dropped("unpaired", len(rows))
             return
 
         raw_data = self._raw_data(truncated)
@@ -498,7 +501,15 @@ class _Exchange:
             raw["truncated"] = "response"
         return with_trace(raw)
 
+    def _dropped(self, reason: str, n: int = 1) -> None:
+        """Count what this exchange could not record (never raises)."""
+        count = getattr(self.recorder, "count_dropped", None)
+        if count is not None:
+            with contextlib.suppress(Exception):
+                count(reason, n)
+
     def _warn_unreadable(self, side: str, reason: asgi.Unreadable) -> None:
+        self._dropped(f"unreadable_{side}")
         warn.warning(
             f"unreadable-{side}",
             "%s %r not captured: the %s body is %s",

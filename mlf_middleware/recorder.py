@@ -154,6 +154,7 @@ class Recorder:
             key: _Tally() for key in ("captured", "sampled_out", "invalid", "too_large")
         }
         self._closed = False
+        self._edge_drops: Counter[str] = Counter()
         _live.add(self)
         metrics.install(lambda: list(_live))
 
@@ -486,6 +487,17 @@ class Recorder:
             _safe_reason(exc),
         )
 
+    def count_dropped(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` records an edge could not make, by ``reason``.
+
+        For the decorator, the middleware and the adapters: an unreadable
+        body, outputs that do not pair with the rows, a failing hook. Such
+        records never reached the door, so they are not in ``captured``;
+        they appear in ``dropped`` and ``dropped_by_reason``.
+        """
+        with self._lock:
+            self._edge_drops[reason] += n
+
     def _count(self, key: str) -> None:
         self._counts[key].add()
 
@@ -596,6 +608,8 @@ class Recorder:
         per_sink = {c.name: c.stats() for c in self._channels}
         local = {k: counts.get(k, 0) for k in ("invalid", "too_large") if counts.get(k)}
         by_reason: Counter[str] = Counter(local)
+        with self._lock:
+            by_reason.update(self._edge_drops)
         for figures in per_sink.values():
             by_reason.update(figures["dropped_by_reason"])
 

@@ -923,3 +923,20 @@ def test_no_trace_ids_outside_a_span(recorder):
     capture(lambda x: 1, recorder=recorder)(ROW)
 
     assert set(one(recorder).raw_data) == {"framework", "function"}
+
+
+def test_unpaired_outputs_are_counted_as_dropped():
+    from mlf_middleware import Recorder
+    from mlf_middleware.sinks import MemorySink
+
+    rec = Recorder(MemorySink())
+
+    @capture(recorder=rec)
+    def predict(rows):
+        return [1, 2, 3]  # three outputs for two rows
+
+    assert predict([{"a": 1}, {"a": 2}]) == [1, 2, 3]
+    stats = rec.close(5)
+
+    assert stats["dropped_by_reason"] == {"unpaired": 2}
+    assert stats["dropped"] == 2

@@ -936,3 +936,23 @@ def test_bodies_orjson_would_alter_keep_their_ids(recorder, text, features):
     assert result.header("x-data-id") == generate_hash_from_data(features)
     [record] = flushed(recorder)
     assert record.data_id == generate_hash_from_data(features)
+
+
+def test_unreadable_body_is_counted_as_dropped(recorder):
+    async def app(scope, receive, send):
+        await receive()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    wrapped = PredictionLoggingMiddleware(app, recorder)
+
+    result = run(call_asgi(wrapped, b"{not json"))
+
+    assert result.status == 200
+    assert recorder.stats()["dropped_by_reason"] == {"unreadable_request": 1}

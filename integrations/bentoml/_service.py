@@ -375,6 +375,10 @@ class _ApiDoor:
             redact=redact,
         )
 
+    def count_dropped(self, reason: str, n: int = 1) -> None:
+        """Count records the capture could not make (see Recorder)."""
+        self._source.get().count_dropped(reason, n)
+
     def record_many(
         self,
         rows: Sequence[Any],

@@ -182,9 +182,7 @@ def _apply(
     return shell
 
 
-def _decorate_class(
-    cls: type, options: dict[str, Any], names: tuple[str, ...]
-) -> type:
+def _decorate_class(cls: type, options: dict[str, Any], names: tuple[str, ...]) -> type:
     """Wrap the named methods in place and hook the replica's shutdown."""
     methods = {}
     for name in names:  # check them all before changing the class

@@ -109,9 +109,7 @@ def batch_request_ids() -> list[str] | None:
         return None
 
 
-def stamp(
-    raw_data: Mapping[str, Any] | None, row: Any
-) -> Mapping[str, Any] | None:
+def stamp(raw_data: Mapping[str, Any] | None, row: Any) -> Mapping[str, Any] | None:
     """Return ``raw_data`` with the replica's metadata and the row's request.
 
     Outside a Serve replica it is returned unchanged. A ``request_id``

@@ -107,6 +107,10 @@ class ServeRecorder:
     def model_version_fqn(self) -> str | None:
         return self.recorder.model_version_fqn
 
+    def count_dropped(self, reason: str, n: int = 1) -> None:
+        """Count records the capture could not make (see Recorder)."""
+        self.recorder.count_dropped(reason, n)
+
     def record(
         self,
         features: Any,

@@ -97,6 +97,7 @@ class Capture:
             )
             if outputs is None:
                 last_ids.set(())
+                _count_dropped(recorder, "unpaired", len(rows))
                 warn.warning(
                     f"unpaired:{self._name}",
                     "capture of %s: the result does not pair with its %d "
@@ -205,6 +206,7 @@ class Capture:
     def _skip(self, exc: BaseException) -> None:
         """The boundary: log our own failure, never its record contents."""
         last_ids.set(())
+        _count_dropped(self._settings.recorder or default_recorder(), "capture_failed")
         reason = str(exc)[:200] if isinstance(exc, MLFError) else "-"
         warn.warning(
             f"skip:{self._name}:{type(exc).__name__}",
@@ -213,3 +215,21 @@ class Capture:
             type(exc).__name__,
             reason,
         )
+
+
+def default_recorder() -> Any:
+    """The default recorder if one was built; never builds one."""
+    from .. import recorder as recorder_module
+
+    return recorder_module._default
+
+
+def _count_dropped(recorder: Any, reason: str, n: int = 1) -> None:
+    """Count what a call could not record, on recorders that count it."""
+    count = getattr(recorder, "count_dropped", None)
+    if count is None:
+        return
+    try:
+        count(reason, n)
+    except Exception:  # counting must never break the call
+        log.debug("count_dropped failed", exc_info=True)
