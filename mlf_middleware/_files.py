@@ -18,11 +18,19 @@ def refuse_symlink(path: Path) -> None:
 
 
 def private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) if missing; new folders are 0700."""
+    """Create ``path`` (and missing parents) as 0700 folders; return it."""
     refuse_symlink(path)
-    if not path.exists():
-        path.mkdir(parents=True, exist_ok=True)
-        os.chmod(path, 0o700)
+    missing = []
+    folder = path
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another process
+        os.chmod(folder, 0o700)  # whatever the umask
     if not path.is_dir():
         raise ConfigError(f"{path} is not a folder")
 
@@ -30,12 +38,18 @@ def private_dir(path: Path) -> Path:
 
 
 def open_private(path: Path, flags: int = os.O_WRONLY | os.O_APPEND) -> int:
-    """Open (creating) ``path`` as an owner-only file; return the descriptor."""
-    fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    """Open ``path``, creating it owner-only (0600) if missing; a descriptor.
+
+    A file that already exists keeps its mode: it is the user's to set.
+    """
+    flags |= os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        info = os.fstat(fd)
-        if stat.S_IMODE(info.st_mode) & 0o077:
-            os.fchmod(fd, 0o600)
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return os.open(path, flags)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
+            os.fchmod(fd, 0o600)  # the umask cannot widen it, but be sure
     except BaseException:
         os.close(fd)
         raise

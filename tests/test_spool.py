@@ -150,3 +150,12 @@ def test_records_spooled_before_sigkill_are_delivered(tmp_path):
     values = [r.features["i"] for r in sink.records]
     assert values[:reported] == list(range(reported))
     assert len(set(r.record_id for r in sink.records)) == len(values)
+
+
+def test_missing_parent_folders_are_made_owner_only(tmp_path):
+    Spool(tmp_path / "a" / "b" / "c", max_bytes=1 << 20)
+
+    modes = [
+        stat.S_IMODE((tmp_path / p).stat().st_mode) for p in ("a", "a/b", "a/b/c")
+    ]
+    assert modes == [0o700, 0o700, 0o700]

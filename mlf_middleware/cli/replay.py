@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from .._files import open_private
 from ..exceptions import MLFError
 from ..recorder import Recorder
 from ._common import Parser
@@ -91,6 +92,18 @@ def _load_state(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text("utf-8"))
 
 
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    """Write the progress file (owner-only), replacing it whole."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.unlink(missing_ok=True)
+    fd = open_private(temporary, os.O_WRONLY)
+    try:
+        os.write(fd, json.dumps(state).encode("utf-8"))
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+
+
 def _parser() -> Parser:
     parser = Parser(prog="mlf-middleware replay", description=__doc__)
     parser.add_argument("source", type=Path, help="spool or JSON Lines folder")
@@ -158,7 +171,7 @@ def run(argv: Sequence[str]) -> int:
                 path.unlink()
             else:
                 state["done"].append(path.name)
-                state_path.write_text(json.dumps(state), "utf-8")
+                _save_state(state_path, state)
         finally:
             if lock is not None:
                 os.close(lock)

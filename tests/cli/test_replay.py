@@ -75,3 +75,14 @@ def test_bad_arguments_exit_2_without_traceback(tmp_path):
         assert done.returncode == 2, args
         assert message in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_progress_file_is_owner_only(tmp_path):
+    import stat
+
+    source, _ = jsonl_folder(tmp_path, 2)
+
+    main(["replay", str(source), "--sink", f"sqlite:///{tmp_path}/d.db"])
+
+    [progress] = source.glob(".mlf-replay-*.json")
+    assert stat.S_IMODE(progress.stat().st_mode) == 0o600
