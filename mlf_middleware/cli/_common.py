@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
+from collections.abc import Callable
 
-__all__ = ["Parser", "missing_extra"]
+__all__ = ["Parser", "missing_extra", "seconds", "terminal_safe"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -24,3 +26,30 @@ def missing_extra(command: str, *modules: str) -> str | None:
         f"mlf-middleware {command} needs the 'cli' extra "
         f"(missing: {', '.join(absent)}): pip install 'mlf-middleware[cli]'"
     )
+
+
+def seconds(maximum: float) -> Callable[[str], float]:
+    """An argparse type: a positive, finite number of seconds up to ``maximum``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not 0 < value <= maximum:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a number of seconds from 0 to {maximum:g}"
+            )
+        return value
+
+    return parse
+
+
+# Control characters other than newline and tab: feature and model names
+# come from HTTP clients, and must not drive the reader's terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """Show control characters as ``\\xNN`` instead of sending them."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)

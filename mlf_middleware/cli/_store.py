@@ -37,7 +37,12 @@ def parse_when(
     relative = _RELATIVE.match(text.strip())
     if relative:
         amount, unit = int(relative[1]), _UNITS[relative[2]]
-        return now() - timedelta(**{unit: amount})
+        try:
+            return now() - timedelta(**{unit: amount})
+        except OverflowError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} reaches back before the year 1"
+            ) from None
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:

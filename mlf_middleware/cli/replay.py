@@ -23,9 +23,10 @@ from typing import Any, TextIO
 import orjson
 
 from .._files import open_private
+from ..config import MAX_SECONDS
 from ..exceptions import MLFError
 from ..recorder import Recorder
-from ._common import Parser
+from ._common import Parser, seconds
 
 __all__ = ["run"]
 
@@ -110,7 +111,7 @@ def _parser() -> Parser:
     parser.add_argument("--sink", required=True, help="destination sink URL")
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=seconds(MAX_SECONDS),
         default=30.0,
         help="seconds to wait for each file's records (default 30)",
     )

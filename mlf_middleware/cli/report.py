@@ -18,7 +18,7 @@ import orjson
 
 from .._files import open_private, refuse_symlink
 from ..exceptions import ConfigError
-from ._common import Parser
+from ._common import Parser, terminal_safe
 from ._drift import percentile
 from ._figures import (
     TASKS,
@@ -192,7 +192,7 @@ def _print(report: dict[str, Any], empty: str | None, form: str, out: TextIO) ->
     if empty:
         print(empty, file=sys.stderr if form == "json" else out)
     elif form == "text":
-        print(format_report(report), file=out)
+        print(terminal_safe(format_report(report)), file=out)
     out.flush()
 
 

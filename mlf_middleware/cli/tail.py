@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from ._common import Parser
+from ._common import Parser, seconds, terminal_safe
 from ._store import UsageError, format_when, open_store, read_rows, silence_stdout
 
 __all__ = ["Follower", "follow", "format_event", "run"]
@@ -164,7 +164,7 @@ def follow(
         for event in events:
             if limit is not None and printed >= limit:
                 return printed
-            out.write(format_event(event, form) + "\n")
+            out.write(terminal_safe(format_event(event, form)) + "\n")
             printed += 1
         out.flush()
         if (limit is not None and printed >= limit) or stop.wait(interval):
@@ -182,14 +182,8 @@ def _count(text: str) -> int:
     return value
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return value
+# A poll interval or look-back beyond ten years is a typo, not a wish.
+_seconds = seconds(10 * 365 * 86_400.0)
 
 
 def _parser() -> Parser:

@@ -86,3 +86,4 @@ def test_progress_file_is_owner_only(tmp_path):
 
     [progress] = source.glob(".mlf-replay-*.json")
     assert stat.S_IMODE(progress.stat().st_mode) == 0o600
+

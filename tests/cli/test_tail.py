@@ -230,7 +230,7 @@ def test_main_dispatches_tail(recorder, url, capsys):
     [
         (["--limit", "-1"], "argument --limit: '-1' is not a whole number >= 0"),
         (["--lines", "many"], "argument -n/--lines: 'many' is not a whole number"),
-        (["--interval", "0"], "argument --interval: '0' is not a positive number"),
+        (["--interval", "0"], "argument --interval: '0' is not a number of seconds"),
         (["--format", "xml"], "argument --format: invalid choice: 'xml'"),
     ],
 )
