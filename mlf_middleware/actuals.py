@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -111,6 +112,9 @@ class ActualsApp:
     ) -> None:
         if token is None:
             token = env_str("MLF_ACTUALS_TOKEN")
+            if token is None and "MLF_ACTUALS_TOKEN" in os.environ:
+                # Set but blank: a mistake that must not leave the door open.
+                raise ConfigError("MLF_ACTUALS_TOKEN is set but blank")
         elif not isinstance(token, str) or not token.strip():
             raise ConfigError("token must be a non-empty string or None")
 

@@ -332,3 +332,10 @@ def test_list_rows_get_the_same_id_in_both_places(recorder):
     assert predicted.headers["x-data-id"] == generate_hash_from_data(
         {"sepal": 5.1, "petal": 1.4}
     )
+
+
+def test_blank_token_in_the_environment_is_refused(recorder, monkeypatch):
+    monkeypatch.setenv("MLF_ACTUALS_TOKEN", " ")
+
+    with pytest.raises(ConfigError, match="MLF_ACTUALS_TOKEN"):
+        actuals_app(recorder)
