@@ -116,6 +116,7 @@ class SQLiteSink:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
+        _check_path(self.path)
 
     # -- connection --------------------------------------------------------
 
@@ -280,6 +281,22 @@ class SQLiteSink:
 
     def __repr__(self) -> str:
         return f"SQLiteSink({str(self.path)!r})"
+
+
+def _check_path(path: Path) -> None:
+    """Refuse, when the sink is made, a path no write could ever use."""
+    refuse_symlink(path)
+    if path.is_dir():
+        raise ConfigError(f"sqlite sink: {path} is a folder, not a file")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"sqlite sink: {parent} is not a folder")
+            break
+    if path.is_file() and path.stat().st_size:
+        with path.open("rb") as handle:
+            if handle.read(16) != b"SQLite format 3\x00":
+                raise ConfigError(f"sqlite sink: {path} is not a SQLite database")
 
 
 def _stored_version(conn: sqlite3.Connection) -> int | None:

@@ -152,3 +152,17 @@ def _write_many(path, n):
         rec.record({"proc": n, "i": i}, {"value": i})
     stats = rec.close(30)
     assert stats["written"] == 200
+
+
+def test_unusable_paths_are_refused_when_the_sink_is_made(tmp_path):
+    (tmp_path / "folder.db").mkdir()
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "text.db").write_text("not a database at all")
+
+    for path, message in [
+        (tmp_path / "folder.db", "is a folder"),
+        (tmp_path / "file" / "under.db", "is not a folder"),
+        (tmp_path / "text.db", "not a SQLite database"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            SQLiteSink(path)
