@@ -298,11 +298,25 @@ class _Exchange:
                 self.response.add(message.get("body", b""), more)
             await self.server_send(message)
             if not more:
-                self._on_end()
+                await self._finish()
             return
 
         await self.server_send(message)
         if kind == "http.response.pathsend":
+            await self._finish()
+
+    async def _finish(self) -> None:
+        """Record once the response is out; big batches off the event loop.
+
+        Hashing and encoding a batch of thousands of rows takes long enough
+        to stall every other request on the loop, so beyond the rows the
+        header can list (whose ids are made after the response anyway) the
+        work runs on a worker thread.
+        """
+        rows = self.rows
+        if rows is not None and len(rows) > asgi.MAX_HEADER_IDS:
+            await anyio.to_thread.run_sync(self._on_end)
+        else:
             self._on_end()
 
     # -- response start: rows, ids, headers ------------------------------------
