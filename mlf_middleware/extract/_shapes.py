@@ -102,10 +102,15 @@ def as_row(mapping: Mapping[Any, Any]) -> Row:
     return mapping if isinstance(mapping, dict) else dict(mapping)
 
 
+_PLAIN_NUMBERS = frozenset({int, float})
+
+
 def all_numbers(values: Sequence[Any]) -> bool:
     """Whether every item is a real number (bools are not numbers here)."""
     return all(
-        isinstance(value, Real) and not isinstance(value, bool) for value in values
+        type(value) in _PLAIN_NUMBERS  # the common case, without ABC checks
+        or (isinstance(value, Real) and not isinstance(value, bool))
+        for value in values
     )
 
 
@@ -153,11 +158,12 @@ def json_kind(value: Any) -> str:
 def array_values(array: Any) -> list[Any]:
     """An array as nested lists: Python numbers for numeric dtypes.
 
-    ``tolist()`` gives the same numbers the normaliser would (float32 kept
-    as the double it holds); other dtypes (datetime64 would become integers)
-    keep their numpy values for the normaliser.
+    ``tolist()`` gives the same numbers and strings the normaliser would
+    (float32 kept as the double it holds; numpy.str_ as str, which also
+    keeps records on the encoder's fast path); other dtypes (datetime64
+    would become integers) keep their numpy values for the normaliser.
     """
-    if array.dtype.kind in "biuf":
+    if array.dtype.kind in "biufU":
         return array.tolist()
 
     return [list(row) if array.ndim > 1 else row for row in array]
