@@ -509,11 +509,12 @@ def test_unreadable_file_exits_2_naming_it(tmp_path, capsys):
 
     assert (junk, folder) == (2, 2)
     assert junk_err == (
-        "mlf-middleware report: --sink: cannot read sqlite:junk.db: "
-        "DatabaseError: file is not a database\n"
+        "mlf-middleware report: --sink: sqlite sink: "
+        f"{tmp_path}/junk.db is not a SQLite database\n"
     )
-    assert folder_err.startswith(
-        "mlf-middleware report: --sink: cannot read sqlite:folder.db: "
+    assert folder_err == (
+        "mlf-middleware report: --sink: sqlite sink: "
+        f"{tmp_path}/folder.db is a folder, not a file\n"
     )
 
 
