@@ -45,8 +45,15 @@ _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 _BODY_LIMIT = 64 * 1024  # bytes of a response read so the connection is reused
 _OPTIONS = (
-    "format", "gzip", "auth_env", "auth_scheme", "auth_header", "timeout",
-    "source", "verify", "ca_file",
+    "format",
+    "gzip",
+    "auth_env",
+    "auth_scheme",
+    "auth_header",
+    "timeout",
+    "source",
+    "verify",
+    "ca_file",
 )
 
 
@@ -131,9 +138,14 @@ class HTTPSink:
     def _settings(self) -> dict[str, Any]:
         """The options that differ from the defaults (no secret among them)."""
         defaults = {
-            "format": "json", "gzip": False, "auth_env": None,
-            "auth_scheme": "Bearer", "auth_header": "Authorization",
-            "timeout": 10.0, "source": "mlf-middleware", "verify": True,
+            "format": "json",
+            "gzip": False,
+            "auth_env": None,
+            "auth_scheme": "Bearer",
+            "auth_header": "Authorization",
+            "timeout": 10.0,
+            "source": "mlf-middleware",
+            "verify": True,
             "ca_file": None,
         }
         return {
@@ -236,12 +248,19 @@ class HTTPSink:
         head = orjson.loads(line)
         return b"".join(
             (
-                b'{"specversion":"1.0","id":', orjson.dumps(head["record_id"]),
-                b',"source":', self._source,
-                b',"type":', CLOUDEVENT_TYPES[head["type"]],
-                b',"subject":', orjson.dumps(head["data_id"]),
-                b',"time":', orjson.dumps(head["occurred_at"]),
-                b',"datacontenttype":"application/json","data":', line, b"}",
+                b'{"specversion":"1.0","id":',
+                orjson.dumps(head["record_id"]),
+                b',"source":',
+                self._source,
+                b',"type":',
+                CLOUDEVENT_TYPES[head["type"]],
+                b',"subject":',
+                orjson.dumps(head["data_id"]),
+                b',"time":',
+                orjson.dumps(head["occurred_at"]),
+                b',"datacontenttype":"application/json","data":',
+                line,
+                b"}",
             )
         )
 
@@ -307,9 +326,7 @@ class HTTPSink:
         return f"HTTPSink({self.url!r})"
 
 
-def retry_after_seconds(
-    value: str | None, now: datetime | None = None
-) -> float | None:
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds a ``Retry-After`` value asks for (delay or HTTP date), or None."""
     if value is None:
         return None

@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 
 import orjson
 
-from .. import hashing
 from .._files import open_private, private_dir, refuse_symlink
 from ..exceptions import ConfigError, SinkRejected
-from ..records import Actual, Prediction, encode, from_wire, utc
+from ..records import Actual, Prediction, encode, utc
+from ._rows import actual_of, joined_row, json_text, prediction_of
 
 try:
     import duckdb
@@ -155,10 +155,7 @@ class ParquetSink:
         folder = private_dir(private_dir(self.path / dataset) / f"date={day}")
         with self._lock:
             number = next(self._sequence)
-        name = (
-            f"part-{time.time_ns():020d}-{self._host}-{os.getpid()}-"
-            f"{number}.parquet"
-        )
+        name = f"part-{time.time_ns():020d}-{self._host}-{os.getpid()}-{number}.parquet"
         # A leading dot hides the file from DuckDB's and pyarrow's readers
         # until it is complete.
         temp = folder / f".{name}.tmp"
@@ -195,7 +192,7 @@ class ParquetSink:
         for dataset in (PREDICTIONS, ACTUALS):
             days: dict[str, list[str]] = {}
             for file in self._files(dataset):
-                days.setdefault(Path(file).parent.name[len("date="):], []).append(file)
+                days.setdefault(Path(file).parent.name[len("date=") :], []).append(file)
             for day, files in days.items():
                 if day >= limit or len(files) < 2:
                     continue
@@ -227,7 +224,7 @@ class ParquetSink:
             return []
         found: list[str] = []
         for folder in sorted(root.glob("date=*")):
-            day = folder.name[len("date="):]
+            day = folder.name[len("date=") :]
             if (first and day < first) or (last and day > last):
                 continue
             found.extend(str(f) for f in sorted(folder.glob("part-*.parquet")))
@@ -242,11 +239,11 @@ class ParquetSink:
         predictions = self._files(PREDICTIONS)
         if predictions:
             rows = _query(_READ_PREDICTIONS, {"files": predictions})
-            out.extend(_prediction_of(row) for row in rows)
+            out.extend(prediction_of(row, _moment) for row in rows)
         actuals = self._files(ACTUALS)
         if actuals:
             rows = _query(_READ_ACTUALS, {"files": actuals})
-            out.extend(_actual_of(row) for row in rows)
+            out.extend(actual_of(row, _moment) for row in rows)
 
         return out
 
@@ -292,7 +289,7 @@ class ParquetSink:
         )
         rows = _query(sql, params)
 
-        return [_joined_row(row) for row in rows]
+        return [joined_row(row, _moment) for row in rows]
 
     # -- configuration -----------------------------------------------------------
 
@@ -366,10 +363,6 @@ def _schema(dataset: str) -> Any:
     return pa.schema(fields, metadata=metadata)
 
 
-def _json_text(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode("utf-8")
-
-
 def _table(dataset: str, objs: list[dict[str, Any]]) -> Any:
     schema = _schema(dataset)
     stamps = pa.array([o["occurred_at"] for o in objs], pa.string())
@@ -380,7 +373,7 @@ def _table(dataset: str, objs: list[dict[str, Any]]) -> Any:
         "occurred_at": pc.cast(stamps, pa.timestamp("us", tz="UTC")),
     }
     for name in _JSON_COLUMNS[dataset]:
-        columns[name] = [_json_text(o.get(name)) for o in objs]
+        columns[name] = [json_text(o.get(name)) for o in objs]
     if dataset == PREDICTIONS:
         columns["latency_ms"] = [o.get("latency_ms") for o in objs]
     try:
@@ -550,58 +543,3 @@ def _micros(value: datetime | None) -> int | None:
 
 def _moment(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
-
-
-def _json(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
-
-
-def _prediction_of(row: tuple[Any, ...]) -> Prediction | Actual:
-    return from_wire(
-        {
-            "type": "prediction",
-            "record_id": row[0],
-            "data_id": row[1],
-            "model_version_fqn": row[2],
-            "occurred_at": hashing.format_timestamp(_moment(row[3])),
-            "features": _json(row[4]),
-            "prediction_data": _json(row[5]),
-            "raw_data": _json(row[6]),
-            "latency_ms": row[7],
-            "actual_value": _json(row[8]),
-        }
-    )
-
-
-def _actual_of(row: tuple[Any, ...]) -> Prediction | Actual:
-    return from_wire(
-        {
-            "type": "actual",
-            "record_id": row[0],
-            "data_id": row[1],
-            "model_version_fqn": row[2],
-            "occurred_at": hashing.format_timestamp(_moment(row[3])),
-            "value": _json(row[4]),
-        }
-    )
-
-
-def _joined_row(row: tuple[Any, ...]) -> dict[str, Any]:
-    actual = None
-    if row[8] is not None:
-        actual = {
-            "record_id": row[8],
-            "value": _json(row[9]),
-            "occurred_at": _moment(row[10]),
-        }
-    return {
-        "record_id": row[0],
-        "data_id": row[1],
-        "model_version_fqn": row[2],
-        "occurred_at": _moment(row[3]),
-        "features": _json(row[4]),
-        "prediction_data": _json(row[5]),
-        "raw_data": _json(row[6]),
-        "latency_ms": row[7],
-        "actual": actual,
-    }

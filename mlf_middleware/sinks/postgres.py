@@ -13,17 +13,22 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import orjson
 
-from .. import hashing
 from ..exceptions import ConfigError, SinkRejected, SinkUnavailable
-from ..records import Actual, Prediction, encode, from_wire, utc
+from ..records import Actual, Prediction, encode, utc
+from ._rows import (
+    actual_of,
+    actual_values,
+    joined_row,
+    prediction_of,
+    prediction_values,
+)
 
 try:
     import psycopg
     from psycopg.errors import UniqueViolation
 except ImportError as exc:
     raise ImportError(
-        "the postgresql sink needs psycopg 3: "
-        "pip install 'mlf-middleware[postgres]'",
+        "the postgresql sink needs psycopg 3: pip install 'mlf-middleware[postgres]'",
         name=exc.name,
     ) from exc
 
@@ -40,22 +45,51 @@ _PREFIX = re.compile(r"(?:[a-z_][a-z0-9_]{0,39})?\Z")
 # libpq connection parameters a URL may carry in its query string.
 _LIBPQ = frozenset(
     {
-        "host", "hostaddr", "port", "dbname", "user", "password", "passfile",
-        "connect_timeout", "options", "application_name", "sslmode",
-        "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword",
-        "channel_binding", "gssencmode", "target_session_attrs", "keepalives",
-        "keepalives_idle", "keepalives_interval", "keepalives_count",
+        "host",
+        "hostaddr",
+        "port",
+        "dbname",
+        "user",
+        "password",
+        "passfile",
+        "connect_timeout",
+        "options",
+        "application_name",
+        "sslmode",
+        "sslrootcert",
+        "sslcert",
+        "sslkey",
+        "sslcrl",
+        "sslpassword",
+        "channel_binding",
+        "gssencmode",
+        "target_session_attrs",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
         "tcp_user_timeout",
     }
 )
 _SECRETS = ("password", "sslpassword")
 
 _PREDICTION_COLUMNS = (
-    "record_id", "data_id", "model_version_fqn", "occurred_at", "features",
-    "prediction_data", "raw_data", "latency_ms", "actual_value",
+    "record_id",
+    "data_id",
+    "model_version_fqn",
+    "occurred_at",
+    "features",
+    "prediction_data",
+    "raw_data",
+    "latency_ms",
+    "actual_value",
 )
 _ACTUAL_COLUMNS = (
-    "record_id", "data_id", "model_version_fqn", "occurred_at", "value",
+    "record_id",
+    "data_id",
+    "model_version_fqn",
+    "occurred_at",
+    "value",
 )
 
 _SCHEMA = """
@@ -245,8 +279,7 @@ class PostgresSink:
                 )
             return None
         row = conn.execute(
-            f"SELECT value FROM {self.tables['meta']} "
-            "WHERE key = 'schema_version'"
+            f"SELECT value FROM {self.tables['meta']} WHERE key = 'schema_version'"
         ).fetchone()
         return None if row is None else int(row[0])
 
@@ -290,9 +323,9 @@ class PostgresSink:
         for line in lines:
             obj = _parse(line)
             if obj["type"] == "prediction":
-                predictions.append(_prediction_row(obj))
+                predictions.append(prediction_values(obj))
             else:
-                actuals.append(_actual_row(obj))
+                actuals.append(actual_values(obj))
 
         with self._lock:
             conn = self._connection()
@@ -360,7 +393,7 @@ class PostgresSink:
         }
         [rows] = self._fetch((_JOINED.format(**self.tables), params))
 
-        return [_joined_row(row) for row in rows]
+        return [joined_row(row, _utc) for row in rows]
 
     def read_records(self) -> list[Prediction | Actual]:
         """Every stored record, predictions first, each in insertion order."""
@@ -380,8 +413,8 @@ class PostgresSink:
             ),
         )
 
-        out: list[Prediction | Actual] = [_prediction_of(r) for r in predictions]
-        out.extend(_actual_of(r) for r in actuals)
+        out: list[Prediction | Actual] = [prediction_of(r, _utc) for r in predictions]
+        out.extend(actual_of(r, _utc) for r in actuals)
         return out
 
     # -- configuration ---------------------------------------------------------
@@ -483,9 +516,8 @@ def _public_url(params: dict[str, str], prefix: str) -> str:
     query["table_prefix"] = prefix
     dbname = quote(params.get("dbname", ""), safe="")
 
-    return (
-        f"postgresql://{user}{quote(host, safe='[]:')}{port}/{dbname}?"
-        + urlencode(query, safe="/")
+    return f"postgresql://{user}{quote(host, safe='[]:')}{port}/{dbname}?" + urlencode(
+        query, safe="/"
     )
 
 
@@ -507,38 +539,10 @@ def _parse(line: bytes) -> dict[str, Any]:
     return obj
 
 
-def _json_text(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode("utf-8")
-
-
 def _copy(conn: psycopg.Connection[Any], statement: str, rows: list[Any]) -> None:
     with conn.cursor() as cur, cur.copy(statement) as copy:
         for row in rows:
             copy.write_row(row)
-
-
-def _prediction_row(obj: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        obj["record_id"],
-        obj["data_id"],
-        obj.get("model_version_fqn"),
-        obj["occurred_at"],
-        _json_text(obj.get("features")),
-        _json_text(obj.get("prediction_data")),
-        _json_text(obj.get("raw_data")),
-        obj.get("latency_ms"),
-        _json_text(obj.get("actual_value")),
-    )
-
-
-def _actual_row(obj: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        obj["record_id"],
-        obj["data_id"],
-        obj.get("model_version_fqn"),
-        obj["occurred_at"],
-        _json_text(obj.get("value")),
-    )
 
 
 def _code(exc: BaseException) -> str:
@@ -549,58 +553,5 @@ def _code(exc: BaseException) -> str:
     return f"{name}, SQLSTATE {sqlstate}" if sqlstate else name
 
 
-def _json(text: str | None) -> Any:
-    # orjson, as every other reader: a number too long for 64 bits (jsonb
-    # writes 1e300 out in full) comes back as a float, like the wire form's.
-    return None if text is None else orjson.loads(text)
-
-
-def _prediction_of(row: tuple[Any, ...]) -> Prediction | Actual:
-    return from_wire(
-        {
-            "type": "prediction",
-            "record_id": row[0],
-            "data_id": row[1],
-            "model_version_fqn": row[2],
-            "occurred_at": hashing.format_timestamp(row[3]),
-            "features": _json(row[4]),
-            "prediction_data": _json(row[5]),
-            "raw_data": _json(row[6]),
-            "latency_ms": row[7],
-            "actual_value": _json(row[8]),
-        }
-    )
-
-
-def _actual_of(row: tuple[Any, ...]) -> Prediction | Actual:
-    return from_wire(
-        {
-            "type": "actual",
-            "record_id": row[0],
-            "data_id": row[1],
-            "model_version_fqn": row[2],
-            "occurred_at": hashing.format_timestamp(row[3]),
-            "value": _json(row[4]),
-        }
-    )
-
-
-def _joined_row(row: tuple[Any, ...]) -> dict[str, Any]:
-    actual = None
-    if row[8] is not None:
-        actual = {
-            "record_id": row[8],
-            "value": _json(row[9]),
-            "occurred_at": row[10].astimezone(UTC),
-        }
-    return {
-        "record_id": row[0],
-        "data_id": row[1],
-        "model_version_fqn": row[2],
-        "occurred_at": row[3].astimezone(UTC),
-        "features": _json(row[4]),
-        "prediction_data": _json(row[5]),
-        "raw_data": _json(row[6]),
-        "latency_ms": row[7],
-        "actual": actual,
-    }
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)

@@ -15,7 +15,14 @@ import orjson
 from .. import hashing
 from .._files import open_private, private_dir, refuse_symlink
 from ..exceptions import ConfigError, SinkUnavailable
-from ..records import Actual, Prediction, encode, from_wire, utc
+from ..records import Actual, Prediction, encode, utc
+from ._rows import (
+    actual_of,
+    actual_values,
+    joined_row,
+    prediction_of,
+    prediction_values,
+)
 
 __all__ = ["SQLiteSink"]
 
@@ -81,14 +88,6 @@ WHERE (:model IS NULL OR p.model_version_fqn = :model)
   AND (:end IS NULL OR p.occurred_at < :end)
 ORDER BY p.occurred_at, p.rowid
 """
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode("utf-8")
-
-
-def _json(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
 
 
 def _bound(value: datetime | None) -> str | None:
@@ -202,9 +201,9 @@ class SQLiteSink:
         for line in lines:
             obj = orjson.loads(line)
             if obj["type"] == "prediction":
-                predictions.append(_prediction_row(obj))
+                predictions.append(prediction_values(obj))
             else:
-                actuals.append(_actual_row(obj))
+                actuals.append(actual_values(obj))
 
         with self._lock:
             conn = self._connection()
@@ -251,7 +250,7 @@ class SQLiteSink:
         finally:
             conn.close()
 
-        return [_joined_row(row) for row in rows]
+        return [joined_row(row, datetime.fromisoformat) for row in rows]
 
     def read_records(self) -> list[Prediction | Actual]:
         """Every stored record, predictions first, each in insertion order."""
@@ -269,8 +268,10 @@ class SQLiteSink:
         finally:
             conn.close()
 
-        out: list[Prediction | Actual] = [_prediction_of(r) for r in preds]
-        out.extend(_actual_of(r) for r in acts)
+        out: list[Prediction | Actual] = [
+            prediction_of(r, datetime.fromisoformat) for r in preds
+        ]
+        out.extend(actual_of(r, datetime.fromisoformat) for r in acts)
         return out
 
     def __getstate__(self) -> dict[str, Any]:
@@ -315,78 +316,3 @@ def _stored_version(conn: sqlite3.Connection) -> int | None:
         "SELECT value FROM mlf_meta WHERE key = 'schema_version'"
     ).fetchone()
     return None if row is None else int(row[0])
-
-
-def _prediction_row(obj: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        obj["record_id"],
-        obj["data_id"],
-        obj.get("model_version_fqn"),
-        obj["occurred_at"],
-        _text(obj["features"]),
-        _text(obj["prediction_data"]),
-        _text(obj.get("raw_data")),
-        obj.get("latency_ms"),
-        _text(obj.get("actual_value")),
-    )
-
-
-def _actual_row(obj: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        obj["record_id"],
-        obj["data_id"],
-        obj.get("model_version_fqn"),
-        obj["occurred_at"],
-        _text(obj.get("value")),
-    )
-
-
-def _prediction_of(row: tuple[Any, ...]) -> Prediction | Actual:
-    return from_wire(
-        {
-            "type": "prediction",
-            "record_id": row[0],
-            "data_id": row[1],
-            "model_version_fqn": row[2],
-            "occurred_at": row[3],
-            "features": _json(row[4]),
-            "prediction_data": _json(row[5]),
-            "raw_data": _json(row[6]),
-            "latency_ms": row[7],
-            "actual_value": _json(row[8]),
-        }
-    )
-
-
-def _actual_of(row: tuple[Any, ...]) -> Prediction | Actual:
-    return from_wire(
-        {
-            "type": "actual",
-            "record_id": row[0],
-            "data_id": row[1],
-            "model_version_fqn": row[2],
-            "occurred_at": row[3],
-            "value": _json(row[4]),
-        }
-    )
-
-
-def _joined_row(row: tuple[Any, ...]) -> dict[str, Any]:
-    actual = None
-    if row[8] is not None:
-        actual = {
-            "record_id": row[8],
-            "value": _json(row[9]),
-            "occurred_at": datetime.fromisoformat(row[10]),
-        }
-    return {
-        "record_id": row[0],
-        "data_id": row[1],
-        "model_version_fqn": row[2],
-        "occurred_at": datetime.fromisoformat(row[3]),
-        "features": _json(row[4]),
-        "prediction_data": _json(row[5]),
-        "raw_data": _json(row[6]),
-        "latency_ms": row[7],
-        "actual": actual,
-    }
