@@ -16,6 +16,8 @@ import orjson
 from ..exceptions import ConfigError, SinkRejected, SinkUnavailable
 from ..records import Actual, Prediction, encode, utc
 from ._rows import (
+    ACTUAL_COLUMNS,
+    PREDICTION_COLUMNS,
     actual_of,
     actual_values,
     joined_row,
@@ -73,24 +75,6 @@ _LIBPQ = frozenset(
 )
 _SECRETS = ("password", "sslpassword")
 
-_PREDICTION_COLUMNS = (
-    "record_id",
-    "data_id",
-    "model_version_fqn",
-    "occurred_at",
-    "features",
-    "prediction_data",
-    "raw_data",
-    "latency_ms",
-    "actual_value",
-)
-_ACTUAL_COLUMNS = (
-    "record_id",
-    "data_id",
-    "model_version_fqn",
-    "occurred_at",
-    "value",
-)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS {meta} (
@@ -349,7 +333,7 @@ class PostgresSink:
     ) -> None:
         if not rows:
             return
-        columns = _PREDICTION_COLUMNS if kind == "predictions" else _ACTUAL_COLUMNS
+        columns = PREDICTION_COLUMNS if kind == "predictions" else ACTUAL_COLUMNS
         names = ", ".join(columns)
         table, incoming = self.tables[kind], f"mlf_incoming_{kind}"
 
