@@ -23,9 +23,10 @@ import os
 
 import bentoml
 import numpy as np
-from mlf_middleware.integrations.bentoml import capture_service
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
+
+from mlf_middleware.integrations.bentoml import capture_service
 
 IRIS = load_iris()
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]

@@ -48,7 +48,12 @@ PUBLIC = {
         "StdoutSink",
         "open_sink",
     ],
-    "mlf_middleware.testing": ["FixedClock", "MemorySink", "flushed", "memory_recorder"],
+    "mlf_middleware.testing": [
+        "FixedClock",
+        "MemorySink",
+        "flushed",
+        "memory_recorder",
+    ],
 }
 
 
