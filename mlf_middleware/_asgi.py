@@ -334,9 +334,16 @@ def compile_paths(
     return joined(include), joined(exclude)
 
 
+# RFC 9110 token characters: what a header field name may hold.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
+
+
 def captured_headers(names: Iterable[str] | str) -> frozenset[bytes]:
     """Lower-case the names to capture, leaving out the secret ones."""
     kept = {n.strip().lower() for n in strings("capture_headers", names)}
+    for name in kept:
+        if not _HEADER_NAME.fullmatch(name):
+            raise ConfigError(f"capture_headers: {name!r} is not a header name")
 
     return frozenset(name.encode("latin-1") for name in kept - SECRET_HEADERS if name)
 

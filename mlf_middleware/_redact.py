@@ -23,6 +23,13 @@ def parse_paths(paths: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
         if not isinstance(path, str) or not path or "" in path.split("."):
             raise ConfigError(f"redact: bad path {path!r}")
         parts = tuple(path.split("."))
+        if any(part in ("*", "**") or part.isdigit() for part in parts):
+            # Paths name keys of mappings; lists are not walked into, and a
+            # path that silently matched nothing would leak the value.
+            raise ConfigError(
+                f"redact: {path!r}: paths name mapping keys only "
+                "(no wildcards or list positions)"
+            )
         if parts[0] != "raw_data":
             parts = ("features", *parts)
         parsed.append(parts)

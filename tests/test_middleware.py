@@ -956,3 +956,10 @@ def test_unreadable_body_is_counted_as_dropped(recorder):
 
     assert result.status == 200
     assert recorder.stats()["dropped_by_reason"] == {"unreadable_request": 1}
+
+
+def test_malformed_capture_header_name_is_refused():
+    with pytest.raises(ConfigError, match="capture_headers"):
+        PredictionLoggingMiddleware(
+            json_app(lambda b: 1), capture_headers=["bad header"]
+        )

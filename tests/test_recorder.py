@@ -459,3 +459,9 @@ def test_infinite_flush_timeout_in_the_environment_is_refused(monkeypatch):
 
     with pytest.raises(ConfigError, match="MLF_FLUSH_TIMEOUT"):
         Recorder(MemorySink())
+
+
+@pytest.mark.parametrize("path", ["cards.*.number", "items.0.secret", "a..b"])
+def test_redact_paths_that_cannot_match_are_refused(path):
+    with pytest.raises(ConfigError, match="redact"):
+        Recorder(MemorySink(), redact=[path])
