@@ -286,6 +286,17 @@ class Recorder:
             return [None] * len(rows)
         if data_ids is None:
             data_ids = [None] * len(rows)
+        if not len(rows) == len(outputs) == len(data_ids):
+            self.count_dropped("unpaired", len(rows))
+            warn.warning(
+                "record_many",
+                "record_many: %d rows, %d outputs and %d ids do not pair; "
+                "nothing recorded",
+                len(rows),
+                len(outputs),
+                len(data_ids),
+            )
+            return [None] * len(rows)
 
         stamp = self._stamp(occurred_at)
         model = model_version_fqn or self.model_version_fqn

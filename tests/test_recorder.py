@@ -465,3 +465,12 @@ def test_infinite_flush_timeout_in_the_environment_is_refused(monkeypatch):
 def test_redact_paths_that_cannot_match_are_refused(path):
     with pytest.raises(ConfigError, match="redact"):
         Recorder(MemorySink(), redact=[path])
+
+
+def test_record_many_with_unpaired_lengths_records_nothing_and_counts():
+    with memory_recorder() as rec:
+        ids = rec.record_many([{"a": 1}, {"a": 2}], [{"value": 1}])
+        stats = rec.stats()
+
+    assert ids == [None, None]
+    assert stats["dropped_by_reason"] == {"unpaired": 2}
