@@ -244,7 +244,10 @@ class Recorder:
         if not self._enabled:
             return None
 
-        stamp = self._stamp(occurred_at)
+        if occurred_at is None and self._clock is None:
+            stamp = now_text()
+        else:
+            stamp = self._stamp(occurred_at)
         model = model_version_fqn or self.model_version_fqn
         data_id, data = self._prepare(
             features,

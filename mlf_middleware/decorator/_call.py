@@ -141,9 +141,24 @@ class Capture:
         mode = settings.id
         occurred_at = datetime.now(UTC) if mode == "hash+time" else None
 
+        if len(rows) == 1:  # the common call: one row, no lists to build
+            row = rows[0]
+            data_id = recorder.record(
+                row,
+                outputs[0],
+                data_id=None if mode == "hash" else self._data_id(row, occurred_at),
+                occurred_at=occurred_at,
+                raw_data=raw_data,
+                model_version_fqn=settings.model_version_fqn,
+                latency_ms=latency_ms,
+                redact=settings.redact,
+            )
+            last_ids.set(() if data_id is None else (data_id,))
+            return
+
         ids: list[Any]
         record_many = getattr(recorder, "record_many", None)
-        if len(rows) == 1 or record_many is None:
+        if record_many is None:
             ids = [
                 recorder.record(
                     row,
