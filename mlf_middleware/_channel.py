@@ -435,6 +435,9 @@ class Channel:
             return
         items = spool.peek(self._batch_size)
         if not items:
+            # Counted but unreadable (should not happen): wait rather than
+            # spin, and let flush and close deadlines decide.
+            self._stop.wait(self._max_delay)
             return
         done = self._deliver(items, retry=True, source="spool")
         spool.consume(done)

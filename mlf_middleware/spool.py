@@ -155,7 +155,13 @@ class Spool:
                 return 0
             data = b"\n".join(items[:fit]) + b"\n"
             segment = self._tail(len(data))
-            _write_all(segment.fd, data)
+            try:
+                _write_all(segment.fd, data)
+            except OSError:
+                # A disk that filled mid-write: cut the torn tail off, so
+                # the next record does not join a half line.
+                os.ftruncate(segment.fd, segment.size)
+                raise
             segment.size += len(data)
             segment.records += fit
 
@@ -175,10 +181,15 @@ class Spool:
             return list(head.pending)[:n]
 
     def _read_more(self, segment: _Segment) -> bool:
+        """Read whole lines past the offset; a record may exceed one chunk."""
         chunk = os.pread(segment.fd, 1024 * 1024, segment.offset)
         cut = chunk.rfind(b"\n")
-        if cut < 0:
-            return False
+        while cut < 0:
+            more = os.pread(segment.fd, 1024 * 1024, segment.offset + len(chunk))
+            if not more:
+                return False
+            chunk += more
+            cut = chunk.rfind(b"\n")
         segment.offset += cut + 1
         segment.pending.extend(chunk[:cut].split(b"\n"))
         return True

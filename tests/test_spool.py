@@ -159,3 +159,12 @@ def test_missing_parent_folders_are_made_owner_only(tmp_path):
         stat.S_IMODE((tmp_path / p).stat().st_mode) for p in ("a", "a/b", "a/b/c")
     ]
     assert modes == [0o700, 0o700, 0o700]
+
+
+def test_a_record_longer_than_a_read_chunk_comes_back(tmp_path):
+    spool = Spool(tmp_path / "s", max_bytes=1 << 24)
+    big = orjson.dumps({"x": "y" * (3 * 1024 * 1024)})
+
+    spool.append([big, orjson.dumps({"i": 1})])
+
+    assert spool.peek(5) == [big, orjson.dumps({"i": 1})]
