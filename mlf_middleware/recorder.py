@@ -244,10 +244,9 @@ class Recorder:
         if not self._enabled:
             return None
 
-        if occurred_at is None and self._clock is None:
-            stamp = now_text()
-        else:
-            stamp = self._stamp(occurred_at)
+        stamp = self._safe_stamp(occurred_at)
+        if stamp is None:
+            return None
         model = model_version_fqn or self.model_version_fqn
         data_id, data = self._prepare(
             features,
@@ -301,7 +300,9 @@ class Recorder:
             )
             return [None] * len(rows)
 
-        stamp = self._stamp(occurred_at)
+        stamp = self._safe_stamp(occurred_at, rows=len(rows))
+        if stamp is None:
+            return [None] * len(rows)
         model = model_version_fqn or self.model_version_fqn
         ids: list[str | None] = []
         encoded: list[bytes] = []
@@ -441,6 +442,22 @@ class Recorder:
                 "value": value,
             }
         )
+
+    def _safe_stamp(self, occurred_at: Any, *, rows: int = 1) -> str | None:
+        """The record time as wire text; None (counted) when it is unusable.
+
+        A bad ``occurred_at`` or a clock that raises must not raise into
+        the caller: those rows are counted as invalid.
+        """
+        if occurred_at is None and self._clock is None:
+            return now_text()
+        try:
+            return self._stamp(occurred_at)
+        except Exception as exc:
+            for _ in range(rows):
+                self._count("captured")
+                self._drop_invalid(exc)
+            return None
 
     def _stamp(self, occurred_at: datetime | None) -> str:
         if occurred_at is None:

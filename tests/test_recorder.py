@@ -474,3 +474,20 @@ def test_record_many_with_unpaired_lengths_records_nothing_and_counts():
 
     assert ids == [None, None]
     assert stats["dropped_by_reason"] == {"unpaired": 2}
+
+
+def test_bad_time_or_failing_clock_is_counted_not_raised():
+    def broken_clock():
+        raise RuntimeError("clock down")
+
+    with memory_recorder(clock=broken_clock) as rec:
+        assert rec.record({"a": 1}, {"value": 1}) is None
+        assert rec.record_many([{"a": 1}], [{"value": 1}]) == [None]
+        stats = rec.stats()
+    with memory_recorder() as rec:
+        assert rec.record({"a": 1}, {"value": 1}, occurred_at="noon") is None
+        bad_time = rec.stats()
+
+    assert stats["dropped_by_reason"] == {"invalid": 2}
+    assert stats["captured"] == 2
+    assert bad_time["dropped_by_reason"] == {"invalid": 1}
