@@ -262,9 +262,12 @@ class ActualsApp:
     def _id_of(self, features: Any, where: str) -> str:
         """Hash the row as the middleware does for the same request row."""
         if isinstance(features, list):
-            rows = extract.rows_from_body(
-                {"instances": [features]}, feature_names=self.feature_names
-            )
+            try:
+                rows = extract.rows_from_body(
+                    {"instances": [features]}, feature_names=self.feature_names
+                )
+            except MLFError as exc:
+                raise _Invalid(f'{where}"features": {exc}') from None
             features = rows[0] if len(rows) == 1 else None
         if not isinstance(features, Mapping):
             raise _Invalid(f'{where}"features" must be an object')

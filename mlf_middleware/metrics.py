@@ -88,9 +88,13 @@ class _Collector:
                 totals.update({k: figures[k] for k in _PER_SINK})
                 for reason, n in figures["dropped_by_reason"].items():
                     dropped[(sink, reason)] += n
-            for reason in ("invalid", "too_large"):
-                n = stats["dropped_by_reason"].get(reason, 0)
-                if n:
+            # Drops before any sink (invalid, too_large, the edges' own):
+            # what the total holds beyond the sinks' figures.
+            local = Counter(stats["dropped_by_reason"])
+            for figures in stats["sinks"].values():
+                local.subtract(figures["dropped_by_reason"])
+            for reason, n in local.items():
+                if n > 0:
                     dropped[("", reason)] += n
 
         yield CounterMetricFamily(

@@ -17,6 +17,7 @@ from . import extract, hashing
 from ._asgi import EXCHANGE_KEY, VALID_ID, ASGIApp, Message, Receive, Scope, Send
 from ._logging import RateLimitedLog
 from ._metadata import with_trace
+from ._redact import parse_paths
 from .decorator import _set_last_data_ids
 from .exceptions import InvalidRecord
 
@@ -124,6 +125,7 @@ class PredictionLoggingMiddleware:
         self.max_body_bytes = asgi.positive_int("max_body_bytes", max_body_bytes)
         self.max_depth = asgi.positive_int("max_depth", max_depth)
         self.redact = tuple(asgi.strings("redact", redact))
+        parse_paths(self.redact)  # refuse now what the recorder would refuse
         self._include, self._exclude = asgi.compile_paths(paths)
         self._id_mode, self._id_arg = asgi.parse_id(id)
         self._captured = asgi.captured_headers(capture_headers)
@@ -326,6 +328,7 @@ class _Exchange:
             return self._annotate(message)
         except Exception as exc:  # our failure, or a user's hook
             self.rows = self.ids = None
+            self._dropped("capture_failed")
             warn.warning("start", "request not captured: %s", type(exc).__name__)
             return message
 
@@ -430,6 +433,7 @@ class _Exchange:
                 _set_last_data_ids(ids)
             self._record(rows, ids, latency_ms)
         except Exception as exc:  # our failure, or a user's hook
+            self._dropped("capture_failed", len(rows))
             warn.warning("end", "response not recorded: %s", type(exc).__name__)
 
     def _record(

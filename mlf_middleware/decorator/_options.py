@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .._redact import parse_paths
 from ..exceptions import ConfigError
 
 __all__ = ["ID_MODES", "Settings", "check_excluded"]
@@ -53,9 +54,7 @@ class Settings:
             options[name] = check_names(options[name], name)
         for name in ("exclude_args", "redact"):
             options[name] = check_strings(options[name], name)
-        for path in options["redact"]:
-            if "" in path.split("."):
-                raise ConfigError(f"redact: bad path {path!r}")
+        parse_paths(tuple(options["redact"]))  # the recorder's own check
 
         if not isinstance(options["record_errors"], bool):
             raise ConfigError("record_errors must be True or False")

@@ -180,8 +180,13 @@ class SQLiteSink:
 
     def before_fork(self) -> None:
         self._lock.acquire()
-        if self._conn is not None:
-            self._conn.close()
+        try:
+            if self._conn is not None:
+                self._conn.close()
+        except BaseException:
+            self._lock.release()  # the parent is told only on success
+            raise
+        finally:
             self._conn = None
 
     def after_fork_in_parent(self) -> None:
