@@ -163,13 +163,14 @@ class Channel:
     def offer(self, item: bytes) -> bool:
         """Queue one encoded record; never waits on the sink, never raises."""
         with self._lock:
-            self.accepted += 1
             if self._closing:
+                self.accepted += 1
                 self._drop_locked("closed")
                 return False
             if self.spooled or self._full_locked(len(item)):
                 kept = self._overflow_locked(item)
             else:
+                self.accepted += 1
                 self._append_locked(item)
                 kept = True
         if self._thread is None:
@@ -183,12 +184,13 @@ class Channel:
             return
         with self._lock:
             for item in items:
-                self.accepted += 1
                 if self._closing:
+                    self.accepted += 1
                     self._drop_locked("closed")
                 elif self.spooled or self._full_locked(len(item)):
                     self._overflow_locked(item)
                 else:
+                    self.accepted += 1
                     self._append_locked(item)
         if self._thread is None:
             self._start()
@@ -208,7 +210,11 @@ class Channel:
         )
 
     def _overflow_locked(self, item: bytes) -> bool:
-        """Apply the overflow policy to a record that does not go in the queue."""
+        """Apply the overflow policy to a record that does not go in the queue.
+
+        The record counts as accepted once its fate is decided: a caller
+        waiting under ``block`` holds a record that is in no figure yet.
+        """
         policy = self._overflow
         if self.spooled:
             policy = "spill"  # keep the order: behind what is already on disk
@@ -220,8 +226,10 @@ class Channel:
                     break
                 self._settled.wait(remaining)
             if not self._full_locked(len(item)) and not self._closing:
+                self.accepted += 1
                 self._append_locked(item)
                 return True
+        self.accepted += 1
         if policy in ("spill", "block"):
             return self._spill_locked([item]) == 1
         if policy == "drop_oldest" and self._queue:
@@ -340,11 +348,27 @@ class Channel:
         self._close_resources()
 
     def _settle_unsent_locked(self, items: Sequence[bytes]) -> None:
-        """Records the worker will not deliver now: spool them, or drop them."""
-        stored = self._spill_locked(items) if self.spool is not None else 0
-        lost = len(items) - stored
-        if lost and self.spool is None:
-            self.dropped["close_timeout"] += lost
+        """Records the worker will not deliver now: spool them, or drop them.
+
+        They are older than anything callers spilled meanwhile, so they go
+        ahead of it in the spool.
+        """
+        if not items:
+            return
+        if self.spool is None:
+            self.dropped["close_timeout"] += len(items)
+            return
+        if not self.spooled:
+            self._spill_locked(items)
+            return
+        try:
+            stored = self.spool.prepend(items)
+        except OSError:
+            stored = 0
+        self.spooled += stored
+        if stored < len(items):
+            self.dropped["spool_full"] += len(items) - stored - 1
+            self._drop_locked("spool_full")
 
     def _close_resources(self) -> None:
         if self.spool is not None:

@@ -167,6 +167,40 @@ class Spool:
 
         return fit
 
+    def prepend(self, items: Sequence[bytes]) -> int:
+        """Put records ahead of everything spooled: they are older.
+
+        A batch whose write failed (and the queue behind it) is older than
+        what callers spilled while it was being written; a segment of its
+        own at the head keeps the order. After a crash, segments are adopted
+        by age, so that order may not survive a restart.
+        """
+        with self._lock:
+            if self._closed or not items:
+                return 0
+            room = self.max_bytes - self._bytes_locked()
+            size = sum(len(item) + 1 for item in items)
+            if size > room:
+                return 0
+            self._serial += 1
+            name = f"seg-{os.getpid()}-{time.time_ns()}-{self._serial:06d}.jsonl"
+            path = self.folder / name
+            fd = open_private(path, os.O_RDWR | os.O_APPEND)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            data = b"\n".join(items) + b"\n"
+            try:
+                _write_all(fd, data)
+            except OSError:
+                os.close(fd)
+                path.unlink(missing_ok=True)
+                raise
+            # A closed segment at the head: appends go to the tail as ever.
+            segment = _Segment(path, fd, records=len(items), size=len(data))
+            segment.adopted = True  # deleted once consumed, never appended to
+            segment.pending.extend(items)
+            self._segments.appendleft(segment)
+        return len(items)
+
     # -- reading -----------------------------------------------------------
 
     def peek(self, n: int) -> list[bytes]:

@@ -260,3 +260,60 @@ def test_a_lone_record_leaves_within_max_delay_without_flush():
     assert sink.wrote.wait(5)
     assert len(sink.records) == 1
     rec.close(5)
+
+
+def test_order_holds_when_callers_spill_while_a_failing_write_is_in_flight():
+    class FirstWriteFails(MemorySink):
+        name = "first-fails"
+        url = "test://first-fails"
+
+        def __init__(self):
+            super().__init__()
+            self.entered = threading.Event()
+            self.release = threading.Event()
+            self.calls = 0
+
+        def write(self, records):
+            self.calls += 1
+            if self.calls == 1:
+                self.entered.set()
+                assert self.release.wait(10)
+                raise SinkUnavailable("down")
+            super().write(records)
+
+    sink = FirstWriteFails()
+    rec = Recorder(sink, max_queue_records=10, batch_size=5, max_delay=0.01)
+    for i in range(5):
+        rec.record({"i": i}, {"value": i})
+    assert sink.entered.wait(5)
+
+    for i in range(5, 40):  # fills the queue, then spills behind the batch
+        rec.record({"i": i}, {"value": i})
+    sink.release.set()
+    assert rec.flush(10)
+    rec.close(5)
+
+    assert [r.features["i"] for r in sink.records] == list(range(40))
+
+
+def test_a_caller_waiting_under_block_is_not_yet_counted():
+    sink = Gate()
+    rec = Recorder(
+        sink, batch_size=1, max_queue_records=1, overflow="block", block_timeout=5
+    )
+    rec.record({"i": 0}, {"value": 0})
+    assert sink.entered.wait(5)
+    rec.record({"i": 1}, {"value": 1})
+    waiting = threading.Thread(target=rec.record, args=({"i": 2}, {"value": 2}))
+    waiting.start()
+
+    while not rec._channels[0]._settled._waiters:  # the caller is blocked
+        time.sleep(0.001)
+    during = rec.stats()["sinks"]["memory"]
+    sink.gate.set()
+    waiting.join(10)
+    stats = rec.close(5)
+
+    assert balanced(during)
+    assert during["accepted"] == 2
+    assert stats["written"] == 3
