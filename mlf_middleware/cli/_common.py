@@ -38,7 +38,7 @@ def seconds(maximum: float) -> Callable[[str], float]:
             value = float("nan")
         if not 0 < value <= maximum:
             raise argparse.ArgumentTypeError(
-                f"{text!r} is not a number of seconds from 0 to {maximum:g}"
+                f"{text!r} is not a number of seconds above 0 and at most {maximum:g}"
             )
         return value
 

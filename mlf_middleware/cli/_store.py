@@ -76,6 +76,10 @@ def open_store(url: str) -> Any:
             f"--sink: {scheme} is not a store that can be read back "
             "(use sqlite, postgresql or parquet)"
         )
+    path = getattr(store, "path", None)
+    if path is not None and not path.exists():
+        # A mistyped folder would otherwise read as an empty store.
+        raise UsageError(f"--sink: no store at {path}")
 
     return store
 

@@ -149,6 +149,16 @@ def run(argv: Sequence[str]) -> int:
         print(f"mlf-middleware replay: --sink: {exc}", file=sys.stderr)
         return 2
 
+    target = getattr(recorder.sinks[0], "path", None)
+    if target is not None and Path(target).resolve() == source.resolve():
+        recorder.close(timeout=0)
+        print(
+            "mlf-middleware replay: --sink writes into the source folder, "
+            "which would replay its own output",
+            file=sys.stderr,
+        )
+        return 2
+
     state_path = _state_path(source, args.sink)
     state = _load_state(state_path)
     files = _files(source)

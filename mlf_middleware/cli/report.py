@@ -7,6 +7,7 @@ p50 and p99, and each feature's drift (PSI) against a reference window.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import sys
@@ -55,6 +56,12 @@ __all__ = [
 # -- command line ---------------------------------------------------------------
 
 
+def _file_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("needs a file name")
+    return text
+
+
 def _parser() -> Parser:
     parser = Parser(prog="mlf-middleware report", description=__doc__)
     parser.add_argument(
@@ -85,7 +92,9 @@ def _parser() -> Parser:
         help="labels (accuracy) or numbers (MAE, RMSE); auto guesses",
     )
     parser.add_argument("--format", choices=("text", "json"), default="text")
-    parser.add_argument("--html", metavar="FILE", help="also write an HTML report")
+    parser.add_argument(
+        "--html", metavar="FILE", type=_file_name, help="also write an HTML report"
+    )
     return parser
 
 

@@ -31,3 +31,25 @@ def test_out_of_range_numbers_exit_2_naming_the_option(args, message):
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_replay_into_its_own_folder_is_refused(tmp_path):
+    from mlf_middleware import Recorder
+    from mlf_middleware.cli.__main__ import main
+
+    rec = Recorder(f"jsonl:///{tmp_path}/jl")
+    rec.record({"a": 1}, {"value": 1})
+    rec.close(5)
+
+    assert (
+        main(["replay", str(tmp_path / "jl"), "--sink", f"jsonl:///{tmp_path}/jl"]) == 2
+    )
+
+
+def test_report_on_a_missing_parquet_folder_exits_2(tmp_path, capsys):
+    from mlf_middleware.cli.__main__ import main
+
+    code = main(["report", "--sink", f"parquet:///{tmp_path}/nope"])
+
+    assert code == 2
+    assert "no store at" in capsys.readouterr().err
