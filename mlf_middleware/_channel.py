@@ -330,6 +330,7 @@ class Channel:
             # A worker waiting out a backoff wakes at once; one stuck inside
             # the sink's write is left behind when the deadline has passed.
             thread.join(max(_JOIN_GRACE, deadline - time.monotonic()))
+        stuck = thread is not None and thread.is_alive()
 
         with self._lock:
             left = list(self._queue)
@@ -345,7 +346,7 @@ class Channel:
                     self.spooled,
                     self._spool_dir,
                 )
-        self._close_resources()
+        self._close_resources(deadline, stuck=stuck)
 
     def _settle_unsent_locked(self, items: Sequence[bytes]) -> None:
         """Records the worker will not deliver now: spool them, or drop them.
@@ -370,9 +371,21 @@ class Channel:
             self.dropped["spool_full"] += len(items) - stored - 1
             self._drop_locked("spool_full")
 
-    def _close_resources(self) -> None:
+    def _close_resources(self, deadline: float, *, stuck: bool) -> None:
         if self.spool is not None:
             self.spool.close()
+        if not stuck:
+            self._close_sink()
+            return
+        # The worker is still inside a write, and the sink's close may wait
+        # for it: close on the side, so that close() keeps its deadline.
+        closer = threading.Thread(
+            target=self._close_sink, name=f"mlf-close-{self.name}", daemon=True
+        )
+        closer.start()
+        closer.join(max(0.0, deadline - time.monotonic()))
+
+    def _close_sink(self) -> None:
         try:
             self.sink.close()
         except Exception:
@@ -512,7 +525,8 @@ class Channel:
         expected = isinstance(exc, SinkUnavailable | OSError | TimeoutError)
         warn.warning(
             f"fail:{self.name}",
-            "sink %s: write failed (%s); will retry",
+            "sink %s: write failed (%s); records wait in the spool (or the "
+            "queue) and will be retried",
             self.name,
             type(exc).__name__,
         )

@@ -45,8 +45,9 @@ class SinkError(MLFError):
 class SinkRejected(SinkError):
     """The sink will never accept these records: retrying cannot help.
 
-    ``records`` optionally lists the records at fault; when it is empty the
-    pipeline splits the batch to find them.
+    The pipeline splits the batch in halves until the records at fault stand
+    alone, and sends those to the dead-letter file. ``records`` may name the
+    records at fault, for a sink's own callers; the pipeline does not need it.
     """
 
     def __init__(self, message: str = "", *, records: tuple = ()) -> None:

@@ -148,7 +148,14 @@ class Recorder:
         self._clock = clock
         self._enabled = not env_flag("MLF_DISABLED") if enabled is None else enabled
         self._sink_specs = _sink_specs(sink)
-        self._channels = self._open_channels()
+        self._channels: list[Channel] = []
+        try:
+            self._open_channels()
+        except BaseException:
+            # A later sink failed: release the spools and sinks already open.
+            for channel in self._channels:
+                channel.close(time.monotonic())
+            raise
         self._lock = threading.Lock()
         self._counts = {
             key: _Tally() for key in ("captured", "sampled_out", "invalid", "too_large")
@@ -158,8 +165,8 @@ class Recorder:
         _live.add(self)
         metrics.install(lambda: list(_live))
 
-    def _open_channels(self) -> list[Channel]:
-        channels: list[Channel] = []
+    def _open_channels(self) -> None:
+        channels = self._channels
         names: Counter[str] = Counter()
         for spec in self._sink_specs:
             sink = open_sink(spec) if isinstance(spec, str) else spec
@@ -183,7 +190,6 @@ class Recorder:
             )
         for channel in channels:
             channel.ensure_started()
-        return channels
 
     def _spool_folder(self, sink: Any, name: str) -> Path | None:
         """Each sink's own spool folder, named for the sink."""

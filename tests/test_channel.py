@@ -317,3 +317,34 @@ def test_a_caller_waiting_under_block_is_not_yet_counted():
     assert balanced(during)
     assert during["accepted"] == 2
     assert stats["written"] == 3
+
+
+def test_close_keeps_its_deadline_when_the_sink_close_waits_for_a_hung_write():
+    class HungWrite(MemorySink):
+        def __init__(self):
+            super().__init__()
+            self.lock = threading.Lock()
+            self.entered = threading.Event()
+            self.release = threading.Event()
+
+        def write(self, records):
+            with self.lock:
+                self.entered.set()
+                self.release.wait(30)
+
+        def close(self):
+            with self.lock:  # waits for the write, as real sinks do
+                pass
+
+    sink = HungWrite()
+    rec = Recorder(sink, spool_dir=False, max_delay=0.01)
+    rec.record({"a": 1}, {"value": 1})
+    assert sink.entered.wait(5)
+
+    started = time.monotonic()
+    stats = rec.close(timeout=0.5)
+    took = time.monotonic() - started
+    sink.release.set()
+
+    assert took < 2
+    assert stats["queue_size"] == 1

@@ -97,8 +97,12 @@ def read_rows(
         raise UsageError(f"--sink: {exc}") from None
     except Exception as exc:  # the stores' own errors: sqlite3, psycopg, duckdb
         name = getattr(store, "name", type(store).__name__)
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        if type(exc).__module__.startswith("psycopg"):
+            # PostgreSQL's messages may quote stored values: the code only.
+            detail = f"SQLSTATE {getattr(exc, 'sqlstate', None) or '?'}"
         raise UsageError(
-            f"--sink: cannot read {name}: {type(exc).__name__}: {exc}"
+            f"--sink: cannot read {name}: {type(exc).__name__}: {detail}"
         ) from None
 
 
