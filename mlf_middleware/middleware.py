@@ -63,7 +63,9 @@ class PredictionLoggingMiddleware:
     ``headers`` (those of ``capture_headers`` present), ``trace_id`` and
     ``span_id`` when an OpenTelemetry span is active, and ``truncated``.
     ``last_data_ids()`` gives the ids in the request's task once the
-    response has started.
+    response has started, for batches of up to 100 rows; larger batches are
+    recorded on a worker thread after the response, and their ids reach the
+    client only through the records (``x-data-id-count`` gives the count).
 
     Args:
         app: the ASGI app to wrap.
