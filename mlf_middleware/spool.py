@@ -105,18 +105,27 @@ class Spool:
         return found
 
     def _load(self, path: Path, fd: int) -> _Segment:
-        data = _read_all(fd)
-        segment = _Segment(path, fd, size=len(data), adopted=True)
-        for line in data.split(b"\n"):
-            if not line:
-                continue
-            try:
-                orjson.loads(line)
-            except orjson.JSONDecodeError:
-                self.corrupt += 1
-                continue
-            segment.pending.append(line)
-        segment.records = len(segment.pending)
+        """Count an adopted segment's whole records, reading it in chunks.
+
+        Nothing is kept in memory: records are read again when delivered.
+        A line that is not JSON (torn by a crash) is counted as corrupt; so
+        is an unfinished last line.
+        """
+        segment = _Segment(path, fd, adopted=True)
+        offset = 0
+        rest = b""
+        while chunk := os.pread(fd, 1024 * 1024, offset):
+            offset += len(chunk)
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                if _is_json(line):
+                    segment.records += 1
+                elif line:
+                    self.corrupt += 1
+        if rest:
+            self.corrupt += 1
+        segment.size = offset
         return segment
 
     # -- writing -----------------------------------------------------------
@@ -225,7 +234,10 @@ class Spool:
             chunk += more
             cut = chunk.rfind(b"\n")
         segment.offset += cut + 1
-        segment.pending.extend(chunk[:cut].split(b"\n"))
+        lines = chunk[:cut].split(b"\n")
+        if segment.adopted:  # torn lines were counted as corrupt when adopted
+            lines = [line for line in lines if _is_json(line)]
+        segment.pending.extend(lines)
         return True
 
     def consume(self, n: int) -> None:
@@ -285,20 +297,19 @@ class Spool:
         self._pid = os.getpid()
 
 
+def _is_json(line: bytes) -> bool:
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return bool(line)
+
+
 def _age(path: Path) -> tuple[float, str]:
     try:
         return (path.stat().st_mtime, path.name)
     except OSError:
         return (0.0, path.name)
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    offset = 0
-    while chunk := os.pread(fd, 1024 * 1024, offset):
-        chunks.append(chunk)
-        offset += len(chunk)
-    return b"".join(chunks)
 
 
 def _write_all(fd: int, data: bytes) -> None:

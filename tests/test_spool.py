@@ -168,3 +168,14 @@ def test_a_record_longer_than_a_read_chunk_comes_back(tmp_path):
     spool.append([big, orjson.dumps({"i": 1})])
 
     assert spool.peek(5) == [big, orjson.dumps({"i": 1})]
+
+
+def test_adopted_segment_skips_a_corrupt_middle_line(tmp_path):
+    folder = tmp_path / "s"
+    folder.mkdir(mode=0o700)
+    (folder / "seg-1-1-000001.jsonl").write_bytes(b'{"i":0}\n{"i":\n{"i":2}\n')
+
+    spool = Spool(folder, max_bytes=1 << 20)
+
+    assert (spool.adopted, spool.corrupt) == (2, 1)
+    assert [orjson.loads(x)["i"] for x in spool.peek(10)] == [0, 2]
