@@ -125,6 +125,8 @@ class ServeRecorder:
         redact: Sequence[str] = (),
     ) -> str | None:
         """Record one prediction row with the replica's metadata; never raises."""
+        if self._closed:
+            return None
         with contextlib.suppress(Exception):  # never lose a record for metadata
             raw_data = stamp(raw_data, features)
 
@@ -149,6 +151,8 @@ class ServeRecorder:
         model_version_fqn: str | None = None,
     ) -> bool:
         """Record the true outcome for ``data_id``; never raises."""
+        if self._closed:
+            return False
         return self.recorder.record_actual(
             data_id,
             value,
@@ -158,6 +162,8 @@ class ServeRecorder:
 
     def log_actual(self, data_id: str, value: Any) -> bool:
         """Record one actual for ``data_id``."""
+        if self._closed:
+            return False
         return self.recorder.record_actual(data_id, value)
 
     def flush(self, timeout: float | None = None) -> bool:
