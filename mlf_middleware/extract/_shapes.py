@@ -181,4 +181,5 @@ def rows_from_frame(frame: Any) -> list[Row]:
     if not names:
         return [{} for _ in range(len(frame))]
 
-    return [dict(zip(names, values, strict=True)) for values in zip(*columns)]  # noqa: B905
+    rows = zip(*columns)  # noqa: B905 (columns of one frame are equally long)
+    return [dict(zip(names, values, strict=True)) for values in rows]
