@@ -7,9 +7,10 @@
 # Usage: .ci/in-loopback-netns.sh COMMAND [ARGS...]
 set -eu
 
-if [ "$(id -u)" -ne 0 ] || ! command -v unshare >/dev/null 2>&1; then
-    echo "in-loopback-netns: not root (or no unshare): running in the" \
-         "machine's own network namespace; Ray tests will skip" >&2
+if [ "$(id -u)" -ne 0 ] || ! command -v unshare >/dev/null 2>&1 \
+        || ! unshare --net true 2>/dev/null; then
+    echo "in-loopback-netns: cannot make a network namespace here: running" \
+         "in the machine's own; the Ray tests will skip, saying why" >&2
     exec "$@"
 fi
 
