@@ -8,7 +8,9 @@ starts lazily and starts afresh in a forked child.
 
 Order: records leave in the order they were accepted. While the spool holds
 records, new ones go behind them on disk; the worker empties the in-memory
-queue first (it is older) and then the spool.
+queue first (it is older) and then the spool. A batch whose write failed,
+and the queue behind it, are older than what callers spilled meanwhile, so
+they go ahead of it in the spool (``Spool.prepend``).
 
 Accounting, always true under the lock:
     accepted == written + rejected + dropped + queue_size + spooled
